@@ -1,0 +1,1 @@
+"""Azure Communication Services data plane: the Identity and SMS APIs."""

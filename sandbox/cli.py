@@ -1,0 +1,128 @@
+"""``python -m sandbox``: the command line for learners, facilitators, tests and scripts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from urllib.parse import quote
+
+from sandbox import client, personas, world
+from sandbox.config import Settings
+
+
+def _print_status(doc: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return
+    print(f"sandbox running (pid {doc['pid']})")
+    for key in ("https_url", "mi_url", "tenant_id", "acs_endpoint", "ca_file", "state_dir"):
+        print(f"  {key:15} {doc[key]}")
+
+
+def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
+    _print_status(client.start(settings), args.json)
+    return 0
+
+
+def cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
+    print("sandbox stopped" if client.stop(settings) else "sandbox was not running")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from sandbox.server import serve
+
+    serve(settings)
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    doc = client.running_instance(settings)
+    if doc is None:
+        print("sandbox not running (start it with: python -m sandbox start)", file=sys.stderr)
+        return 1
+    _print_status(doc, args.json)
+    return 0
+
+
+def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
+    if client.running_instance(settings):
+        client.control(settings, "POST", "/_sandbox/reset")
+    else:
+        from sandbox.server import open_store
+
+        store = open_store(settings)
+        world.reset(store)
+        store.close()
+    print("sandbox reset to the seeded world")
+    return 0
+
+
+def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
+    client.start(settings)
+    env = client.control(settings, "GET", f"/_sandbox/personas/{quote(args.persona)}")
+    print(f"# act as {args.persona} against the sandbox: eval \"$(python -m sandbox env --as {args.persona})\"")
+    print("\n".join(personas.shell_lines(env)))
+    return 0
+
+
+def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
+    result = client.control(
+        settings, "POST", f"/_sandbox/device-codes/{quote(args.code.strip())}/approve"
+    )
+    print(f"approved sign-in {args.code} as {result.get('user', world.DEVELOPER_UPN)}")
+    return 0
+
+
+def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
+    entries = client.control(settings, "GET", "/_sandbox/log?limit=5000")["entries"][-args.last :]
+    for e in entries:
+        who = e.get("caller", "-")
+        print(
+            f"{e['id']:>6} {e['listener']:5} {e['method']:6} {e['status']} {e['path']}"
+            f"  caller={who} credential={e.get('credential', '-')}"
+            + (f"  reason={e['reason']}" if e.get("reason") else "")
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox", description="A local stand-in for the Azure endpoints of the tutorial."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, helptext in (
+        ("start", cmd_start, "start in the background (or reuse the running one)"),
+        ("stop", cmd_stop, "stop the running sandbox"),
+        ("serve", cmd_serve, "run in the foreground"),
+        ("status", cmd_status, "show the running sandbox"),
+        ("reset", cmd_reset, "return to the seeded world"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.set_defaults(func=func)
+        if name in ("start", "status"):
+            p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p = sub.add_parser("env", help="print shell exports that make the SDKs act as a persona")
+    p.add_argument("--as", dest="persona", required=True, choices=personas.PERSONAS)
+    p.set_defaults(func=cmd_env)
+    p = sub.add_parser("approve", help="approve a pending device-code sign-in as the developer")
+    p.add_argument("code")
+    p.set_defaults(func=cmd_approve)
+    p = sub.add_parser("log", help="print the latest entries of the request log")
+    p.add_argument("--last", type=int, default=30)
+    p.set_defaults(func=cmd_log)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        return args.func(settings, args)
+    except client.SandboxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {e}. Check the ports (SANDBOX_HTTPS_PORT, SANDBOX_MI_PORT) and the state folder.", file=sys.stderr)
+        return 1

@@ -1,0 +1,1 @@
+"""Managed-identity endpoints of the simulated hosts (IMDS style and App Service style)."""

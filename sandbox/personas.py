@@ -1,0 +1,101 @@
+"""Who the SDKs act as: the environment variables that make a process one of the personas.
+
+``python -m sandbox env --as NAME`` prints these for a shell, and the notebook helpers apply them
+to the kernel. Each persona first clears every variable that could steer a credential elsewhere
+(a leftover ``IDENTITY_ENDPOINT`` or ``AZURE_CLIENT_SECRET`` changes what ``DefaultAzureCredential``
+does) and always points the IMDS probe at the sandbox, so nothing can reach 169.254.169.254.
+"""
+
+from __future__ import annotations
+
+import shlex
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+from sandbox import world
+
+PERSONAS = ("developer", "service-principal", "vm-tutorial", "func-tutorial")
+
+# Every variable azure-identity or MSAL reads to choose or configure a credential.
+CREDENTIAL_VARIABLES = (
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_TENANT_ID",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+    "AZURE_TOKEN_CREDENTIALS",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+)
+
+LAPTOP = "developer-laptop"  # a machine with no managed identity: its IMDS path answers 400
+
+
+def bin_dir(state_dir: Path) -> Path:
+    return state_dir / "bin"
+
+
+def install_az_shim(state_dir: Path) -> Path:
+    """Write the sandbox's ``az`` (see sandbox/azcli.py) with an absolute interpreter path,
+    because AzureCliCredential runs it from a system directory with the caller's environment."""
+    folder = bin_dir(state_dir)
+    folder.mkdir(exist_ok=True)
+    shim = folder / "az"
+    text = f"#!{sys.executable}\nfrom sandbox.azcli import main\nraise SystemExit(main())\n"
+    if not shim.exists() or shim.read_text() != text:
+        shim.write_text(text)
+        shim.chmod(stat.S_IRWXU)
+    return shim
+
+
+def persona_env(name: str, status: dict[str, Any], store_secrets: dict[str, Any]) -> dict[str, Any]:
+    """{"set": {...}, "unset": [...], "path_prepend": str|None} for one persona."""
+    if name not in PERSONAS:
+        raise KeyError(name)
+    bundle = status["ca_bundle"]
+    mi = status["mi_url"]
+    values: dict[str, str] = {
+        "REQUESTS_CA_BUNDLE": bundle,  # sync SDK clients (requests)
+        "SSL_CERT_FILE": bundle,  # async SDK clients (aiohttp)
+        "CURL_CA_BUNDLE": bundle,
+        "SANDBOX_STATE_DIR": status["state_dir"],
+        "AZURE_POD_IDENTITY_AUTHORITY_HOST": f"{mi}/hosts/{LAPTOP}",
+    }
+    path_prepend = None
+    if name == "developer":
+        path_prepend = str(bin_dir(Path(status["state_dir"])))
+    elif name == "service-principal":
+        values.update(
+            AZURE_CLIENT_ID=world.SP_CLIENT_ID,
+            AZURE_CLIENT_SECRET=store_secrets["sp_secret"],
+            AZURE_TENANT_ID=world.TENANT_ID,
+            AZURE_AUTHORITY_HOST=status["authority_host"],
+        )
+    elif name == "vm-tutorial":
+        values["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = f"{mi}/hosts/vm-tutorial"
+    elif name == "func-tutorial":
+        values["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = f"{mi}/hosts/func-tutorial"
+        values["IDENTITY_ENDPOINT"] = f"{mi}/hosts/func-tutorial/msi/token"
+        values["IDENTITY_HEADER"] = store_secrets["identity_headers"]["func-tutorial"]
+    unset = [v for v in CREDENTIAL_VARIABLES if v not in values]
+    return {"set": values, "unset": unset, "path_prepend": path_prepend}
+
+
+def shell_lines(env: dict[str, Any]) -> list[str]:
+    lines = [f"unset {v}" for v in env["unset"]]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env["set"].items()]
+    if env["path_prepend"]:
+        lines.append(f'export PATH={shlex.quote(env["path_prepend"])}:"$PATH"')
+    return lines
+

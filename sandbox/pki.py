@@ -1,0 +1,134 @@
+"""Keys and certificates, generated once per installation and kept in the state folder.
+
+The SDKs refuse bearer tokens over plain HTTP and MSAL accepts only an https authority, so the
+sandbox needs real TLS: a local CA the learner's process trusts, a server certificate for
+127.0.0.1 and localhost, and an RSA key that signs tokens (published as a JWKS, as Entra ID does).
+Nothing here is ever committed; a fresh state folder gets fresh keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from pathlib import Path
+
+import certifi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_FILE = "ca.pem"
+CA_KEY_FILE = "ca-key.pem"
+SERVER_CERT_FILE = "server.pem"
+SERVER_KEY_FILE = "server-key.pem"
+SIGNING_KEY_FILE = "signing-key.pem"
+BUNDLE_FILE = "ca-bundle.pem"
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _make_ca(folder: Path) -> None:
+    key = _new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ACS tutorial sandbox local CA")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write_private(folder / CA_KEY_FILE, _key_pem(key))
+    (folder / CA_FILE).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _make_server_cert(folder: Path) -> None:
+    ca_key = serialization.load_pem_private_key((folder / CA_KEY_FILE).read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate((folder / CA_FILE).read_bytes())
+    key = _new_key()
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_private(folder / SERVER_KEY_FILE, _key_pem(key))
+    (folder / SERVER_CERT_FILE).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def ensure_pki(folder: Path) -> None:
+    """Create whatever is missing; existing keys are kept so issued tokens stay verifiable."""
+    if not (folder / CA_FILE).exists() or not (folder / CA_KEY_FILE).exists():
+        _make_ca(folder)
+        (folder / SERVER_CERT_FILE).unlink(missing_ok=True)
+    if not (folder / SERVER_CERT_FILE).exists():
+        _make_server_cert(folder)
+    if not (folder / SIGNING_KEY_FILE).exists():
+        _write_private(folder / SIGNING_KEY_FILE, _key_pem(_new_key()))
+    # Public roots plus the sandbox CA: trusting the sandbox must not break real Azure hosts.
+    bundle = Path(certifi.where()).read_bytes().rstrip(b"\n") + b"\n"
+    bundle += (folder / CA_FILE).read_bytes()
+    if not (folder / BUNDLE_FILE).exists() or (folder / BUNDLE_FILE).read_bytes() != bundle:
+        (folder / BUNDLE_FILE).write_bytes(bundle)
+
+
+def load_signing_key(folder: Path) -> rsa.RSAPrivateKey:
+    return serialization.load_pem_private_key((folder / SIGNING_KEY_FILE).read_bytes(), None)

@@ -1,0 +1,167 @@
+"""Shared fixtures: a live sandbox per test session (per xdist worker), personas, and the
+socket guard that fails any test whose process opens a connection beyond loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox import client, personas
+from sandbox.config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# -- socket guard ----------------------------------------------------------------------------
+
+
+class NonLoopbackConnection(AssertionError):
+    pass
+
+
+def _is_loopback(host: Any) -> bool:
+    if host in ("localhost", "", None):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+_original_connect = socket.socket.connect
+_original_connect_ex = socket.socket.connect_ex
+_original_getaddrinfo = socket.getaddrinfo
+_violations: list[str] = []
+
+
+def _check(address: Any) -> None:
+    if isinstance(address, tuple) and not _is_loopback(address[0]):
+        _violations.append(str(address))
+        raise NonLoopbackConnection(f"test opened a socket to {address!r}: only 127.0.0.1 allowed")
+
+
+def _guarded_connect(self, address):  # type: ignore[no-untyped-def]
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _check(address)
+    return _original_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):  # type: ignore[no-untyped-def]
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _check(address)
+    return _original_connect_ex(self, address)
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+    name = host.decode() if isinstance(host, bytes) else host
+    if not _is_loopback(name):
+        _violations.append(f"DNS lookup of {name}")
+        raise NonLoopbackConnection(f"test looked up {name!r}: only 127.0.0.1 allowed")
+    return _original_getaddrinfo(host, *args, **kwargs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = _guarded_getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def socket_guard():
+    """Fail the test if anything in it tried to leave loopback, even if the SDK swallowed it."""
+    before = len(_violations)
+    yield
+    assert _violations[before:] == [], f"non-loopback network use: {_violations[before:]}"
+
+
+# -- a live sandbox ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sandbox_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    folder = tmp_path_factory.mktemp("sandbox-state")
+    return Settings(state_dir=folder, https_port=0, mi_port=0)
+
+
+@pytest.fixture(scope="session")
+def sandbox(sandbox_settings: Settings):
+    """A running sandbox on free ports with a temporary state folder; its status document."""
+    doc = client.start(sandbox_settings)
+    yield doc
+    client.stop(sandbox_settings)
+
+
+class Control:
+    """The control API, as the tests use it."""
+
+    def __init__(self, settings: Settings, doc: dict[str, Any]) -> None:
+        self.settings = settings
+        self.doc = doc
+
+    def __call__(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        return client.control(self.settings, method, path, body)
+
+    def reset(self) -> None:
+        self("POST", "/_sandbox/reset")
+
+    def log_after(self, after_id: int) -> list[dict[str, Any]]:
+        return self("GET", f"/_sandbox/log?after={after_id}")["entries"]
+
+    def last_log_id(self) -> int:
+        return self("GET", "/_sandbox/log?after=999999999")["last_id"]
+
+
+@pytest.fixture(scope="session")
+def control(sandbox_settings: Settings, sandbox: dict[str, Any]) -> Control:
+    return Control(sandbox_settings, sandbox)
+
+
+@pytest.fixture
+def fresh(control: Control) -> Control:
+    """A sandbox reset to the seeded world before the test."""
+    control.reset()
+    return control
+
+
+@pytest.fixture
+def persona(control: Control, monkeypatch: pytest.MonkeyPatch):
+    """Switch this test's process to a persona: ``persona("vm-tutorial")``."""
+
+    def switch(name: str) -> dict[str, Any]:
+        env = control("GET", f"/_sandbox/personas/{name}")
+        for var in env["unset"]:
+            monkeypatch.delenv(var, raising=False)
+        for key, value in env["set"].items():
+            monkeypatch.setenv(key, value)
+        if env["path_prepend"]:
+            monkeypatch.setenv("PATH", env["path_prepend"] + os.pathsep + os.environ.get("PATH", ""))
+        return env
+
+    return switch
+
+
+def https_json(doc: dict[str, Any], method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    """A raw HTTPS call to the sandbox, for protocol checks the SDKs cannot express."""
+    ctx = ssl.create_default_context(cafile=doc["ca_file"])
+    req = urllib.request.Request(doc["https_url"] + path, method=method, **kwargs)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw.decode(errors="replace")
+
+
+__all__ = ["Control", "https_json", "personas", "REPO"]
