@@ -1,47 +1,18 @@
 """HTTP routes of the control API, under ``/_sandbox/``.
 
-Loopback ports are shared by every user of a machine, so every route but ``health`` needs the
-instance's secret (header ``X-Sandbox-Secret``), read from a file only the owner can read.
+Every route but ``health`` is guarded by the instance's secret (see guard.py).
 """
 
 from __future__ import annotations
-
-import hmac
-from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import personas, world
+from sandbox import faults, personas, world
 from sandbox.app import sandbox_of
+from sandbox.control.guard import control_error, requires_secret
 from sandbox.server import status_document
-
-SECRET_HEADER = "X-Sandbox-Secret"
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def control_error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
-def requires_secret(handler: Handler) -> Handler:
-    """Refuse a control call that does not carry this instance's secret."""
-
-    async def guarded(request: Request) -> Response:
-        given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), sandbox_of(request).secret.encode()):
-            return control_error(
-                401,
-                "Unauthorized",
-                "Control calls need this sandbox's secret in the X-Sandbox-Secret header "
-                "(the file control-secret in its state folder, readable only by its owner).",
-            )
-        return await handler(request)
-
-    return guarded
-
 
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
@@ -57,7 +28,7 @@ async def info(request: Request) -> Response:
 async def reset(request: Request) -> Response:
     sb = sandbox_of(request)
     world.reset(sb.store)
-    sb.faults.clear()
+    faults.clear(sb.faults)
     return JSONResponse({"status": "reset"})
 
 
