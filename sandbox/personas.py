@@ -60,7 +60,11 @@ def install_az_shim(state_dir: Path) -> Path:
 
 
 def persona_env(name: str, status: dict[str, Any], store_secrets: dict[str, Any]) -> dict[str, Any]:
-    """{"set": {...}, "unset": [...], "path_prepend": str|None} for one persona."""
+    """{"set": {...}, "unset": [...], "path_prepend": str|None, "path_remove": str}.
+
+    ``path_remove`` is the folder of the sandbox's ``az``: a process that stops being the
+    developer must stop finding it, or AzureCliCredential would still sign in as the developer.
+    """
     if name not in PERSONAS:
         raise KeyError(name)
     bundle = status["ca_bundle"]
@@ -89,7 +93,12 @@ def persona_env(name: str, status: dict[str, Any], store_secrets: dict[str, Any]
         values["IDENTITY_ENDPOINT"] = f"{mi}/hosts/func-tutorial/msi/token"
         values["IDENTITY_HEADER"] = store_secrets["identity_headers"]["func-tutorial"]
     unset = [v for v in CREDENTIAL_VARIABLES if v not in values]
-    return {"set": values, "unset": unset, "path_prepend": path_prepend}
+    return {
+        "set": values,
+        "unset": unset,
+        "path_prepend": path_prepend,
+        "path_remove": str(bin_dir(Path(status["state_dir"]))),
+    }
 
 
 def shell_lines(env: dict[str, Any]) -> list[str]:

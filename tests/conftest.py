@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from helpers.sandbox_api import apply_env
 from sandbox import client, personas
 from sandbox.config import Settings
 
@@ -137,12 +138,13 @@ def persona(control: Control, monkeypatch: pytest.MonkeyPatch):
 
     def switch(name: str) -> dict[str, Any]:
         env = control("GET", f"/_sandbox/personas/{name}")
-        for var in env["unset"]:
-            monkeypatch.delenv(var, raising=False)
-        for key, value in env["set"].items():
-            monkeypatch.setenv(key, value)
-        if env["path_prepend"]:
-            monkeypatch.setenv("PATH", env["path_prepend"] + os.pathsep + os.environ.get("PATH", ""))
+        wanted = dict(os.environ)
+        apply_env(wanted, env)
+        for var in set(os.environ) - set(wanted):
+            monkeypatch.delenv(var)
+        for var, value in wanted.items():
+            if os.environ.get(var) != value:
+                monkeypatch.setenv(var, value)
         return env
 
     return switch
