@@ -75,6 +75,17 @@ def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_password(settings: Settings, args: argparse.Namespace) -> int:
+    """The developer's sign-in password, for the device-code page (only its owner can read it)."""
+    from sandbox.server import open_store
+
+    store = open_store(settings)
+    print(f"user:     {world.DEVELOPER_UPN}")
+    print(f"password: {world.installation_secrets(store)['developer_password']}")
+    store.close()
+    return 0
+
+
 def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
     entries = client.control(settings, "GET", "/_sandbox/log?limit=5000")["entries"][-args.last :]
     for e in entries:
@@ -109,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("approve", help="approve a pending device-code sign-in as the developer")
     p.add_argument("code")
     p.set_defaults(func=cmd_approve)
+    p = sub.add_parser("password", help="show the developer's sign-in name and password")
+    p.set_defaults(func=cmd_password)
     p = sub.add_parser("log", help="print the latest entries of the request log")
     p.add_argument("--last", type=int, default=30)
     p.set_defaults(func=cmd_log)
