@@ -1,7 +1,249 @@
-"""HTTP routes (filled in by the service's issue)."""
+"""Resource Manager over HTTPS: ``/subscriptions/...`` paths, bearer tokens, ARM error bodies.
 
-from starlette.routing import BaseRoute
+ARM paths are case-insensitive and nest (a role assignment can sit under a subscription, a group
+or a resource), so one route takes every ``/subscriptions`` path and ``_dispatch`` parses it,
+rather than a Starlette route per shape. Behaviour lives in sandbox/arm/models.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from sandbox import audit, world
+from sandbox.app import sandbox_of
+from sandbox.arm.models import (
+    ACS_TYPE,
+    HOST_TYPES,
+    UAI_TYPE,
+    ArmError,
+    Caller,
+    ResourceManager,
+    Scope,
+    caller_from_claims,
+    parse_scope,
+)
+from sandbox.entra.tokens import InvalidToken
+
+# Every form of the Resource Manager audience that Azure accepts.
+ARM_AUDIENCES = [
+    "https://management.azure.com/",
+    "https://management.core.windows.net/",
+]
+
+_AUTHZ_RE = re.compile(
+    r"^(?P<scope>.*?)/providers/Microsoft\.Authorization/(?P<kind>roleAssignments|roleDefinitions)"
+    r"(?:/(?P<name>[^/]+))?/?$",
+    re.I,
+)
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}},
+        status_code=status,
+        headers={"x-ms-request-id": str(uuid.uuid4()), **(headers or {})},
+    )
+
+
+def _ok(body: Any, status: int = 200) -> Response:
+    return JSONResponse(body, status_code=status, headers={"x-ms-request-id": str(uuid.uuid4())})
+
+
+def _unauthenticated(request: Request, code: str, message: str) -> Response:
+    sb = sandbox_of(request)
+    audit.note(request, credential="bearer", decision="refused", reason=message)
+    challenge = (
+        f'Bearer authorization_uri="{sb.https_url}/{world.TENANT_ID}", error="invalid_token", '
+        f'error_description="{message}"'
+    )
+    return _error(401, code, message, {"WWW-Authenticate": challenge})
+
+
+def _authenticate(request: Request) -> Caller | Response:
+    """The caller behind the bearer token, or the 401 that ARM answers."""
+    sb = sandbox_of(request)
+    header = request.headers.get("authorization")
+    if not header:
+        return _unauthenticated(
+            request,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing.",
+        )
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _unauthenticated(
+            request,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+        )
+    try:
+        claims = sb.tokens.verify(token.strip(), audiences=ARM_AUDIENCES, tenant_id=world.TENANT_ID)
+    except InvalidToken as e:
+        return _unauthenticated(request, e.code, e.reason)
+    return caller_from_claims(sb.store, claims)
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise ArmError(
+            400,
+            "InvalidRequestContent",
+            f"The request content was invalid and could not be deserialized: {e}.",
+        ) from None
+
+
+def _not_supported(method: str) -> ArmError:
+    return ArmError(
+        405, "MethodNotAllowed", f"The requested resource does not support http method '{method}'."
+    )
+
+
+async def _authorization(rm: ResourceManager, request: Request, m: re.Match) -> Response:
+    scope = parse_scope(m.group("scope"))
+    kind, name, method = m.group("kind").lower(), m.group("name"), request.method
+    filter_text = request.query_params.get("$filter")
+    if kind == "roledefinitions":
+        if method != "GET":
+            raise _not_supported(method)
+        if name:
+            return _ok(rm.get_role_definition(scope, name))
+        return _ok({"value": rm.list_role_definitions(scope, filter_text)})
+    if name is None:
+        if method != "GET":
+            raise _not_supported(method)
+        return _ok({"value": rm.list_assignments(scope, filter_text)})
+    if method == "GET":
+        return _ok(rm.get_assignment(scope, name))
+    if method == "PUT":
+        status, body = rm.create_assignment(scope, name, await _body(request))
+        return _ok(body, status)
+    if method == "DELETE":
+        deleted = rm.delete_assignment(scope, name)
+        return _ok(deleted) if deleted else Response(status_code=204)
+    raise _not_supported(method)
+
+
+async def _resource(
+    rm: ResourceManager, request: Request, scope: Scope, action: str | None
+) -> Response:
+    rtype = (scope.type or "").lower()
+    method = request.method
+    if action is not None:
+        if rtype != ACS_TYPE.lower() or method != "POST":
+            raise _not_supported(method)
+        if action.lower() == "listkeys":
+            return _ok(rm.list_acs_keys(scope))
+        if action.lower() == "regeneratekey":
+            return _ok(rm.regenerate_acs_key(scope, await _body(request)))
+        raise ArmError(404, "NotFound", f"The action '{action}' is not known for {ACS_TYPE}.")
+    if method == "GET":
+        return _ok(rm.get_resource(scope))
+    if rtype in HOST_TYPES and method in ("PATCH", "PUT"):
+        return _ok(rm.update_host(scope, await _body(request), replace=method == "PUT"))
+    if rtype == UAI_TYPE.lower():
+        if method == "PUT":
+            status, body = rm.put_uai(scope, await _body(request))
+            return _ok(body, status)
+        if method == "PATCH":
+            return _ok(rm.patch_uai(scope, await _body(request)))
+        if method == "DELETE":
+            return Response(status_code=200 if rm.delete_uai(scope) else 204)
+    if rtype == ACS_TYPE.lower() and method == "PATCH":
+        return _ok(rm.patch_acs(scope, await _body(request)))
+    rm._canonical_type(scope)  # unknown types answer InvalidResourceType, not 405
+    raise _not_supported(method)
+
+
+def _listing(rm: ResourceManager, sub: str, rg: str | None, ns_type: str) -> Response:
+    kind = ns_type.lower()
+    if kind == UAI_TYPE.lower():
+        return _ok({"value": rm.list_uais(sub, rg)})
+    if kind == ACS_TYPE.lower():
+        return _ok({"value": rm.list_acs(sub, rg)})
+    values = [v for v in rm.list_resources(sub, rg) if v["type"].lower() == kind]
+    return _ok({"value": values})
+
+
+async def _dispatch(rm: ResourceManager, request: Request, path: str) -> Response:
+    m = _AUTHZ_RE.match(path)
+    if m:
+        return await _authorization(rm, request, m)
+    segs = [s for s in path.split("/") if s]
+    low = [s.lower() for s in segs]
+    method = request.method
+    n = len(segs)
+    if n == 1:
+        if method != "GET":
+            raise _not_supported(method)
+        return _ok({"value": rm.list_subscriptions()})
+    if n == 2:
+        if method != "GET":
+            raise _not_supported(method)
+        return _ok(rm.get_subscription(segs[1]))
+    sub = segs[1]
+    if n == 3 and low[2] == "resourcegroups":
+        return _ok({"value": rm.list_groups(sub)})
+    if n == 3 and low[2] == "resources":
+        return _ok({"value": rm.list_resources(sub, None)})
+    if n == 5 and low[2] == "providers":
+        return _listing(rm, sub, None, f"{segs[3]}/{segs[4]}")
+    if n >= 4 and low[2] == "resourcegroups":
+        rg = segs[3]
+        if n == 4:
+            if method != "GET":
+                raise _not_supported(method)
+            return _ok(rm.get_group(sub, rg))
+        if n == 5 and low[4] == "resources":
+            return _ok({"value": rm.list_resources(sub, rg)})
+        if low[4] == "providers" and n == 7 and method == "GET":
+            return _listing(rm, sub, rg, f"{segs[5]}/{segs[6]}")
+        if low[4] == "providers" and n in (8, 9):
+            scope = Scope(sub, rg, f"{segs[5]}/{segs[6]}", segs[7])
+            return await _resource(rm, request, scope, segs[8] if n == 9 else None)
+    raise ArmError(404, "NotFound", f"No Resource Manager operation matches '{path}'.")
+
+
+async def arm(request: Request) -> Response:
+    if "api-version" not in request.query_params:
+        return _error(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
+    caller = _authenticate(request)
+    if isinstance(caller, Response):
+        return caller
+    sb = sandbox_of(request)
+    rm = ResourceManager(sb.store, caller, sb.https_url + "/")
+    path = request.url.path
+    audit.note(request, caller=caller.name, principal_id=caller.object_id, credential="bearer")
+    try:
+        response = await _dispatch(rm, request, path)
+    except ArmError as e:
+        decision = "refused" if e.status in (401, 403) else "failed"
+        audit.note(
+            request, decision=decision, reason=f"{e.code}: {e.message}", operation=rm.operation
+        )
+        return _error(e.status, e.code, e.message)
+    audit.note(request, decision="allowed", operation=rm.operation)
+    return response
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    methods = ["GET", "PUT", "PATCH", "DELETE", "POST"]
+    return [
+        Route("/subscriptions", arm, methods=["GET"]),
+        Route("/subscriptions/{rest:path}", arm, methods=methods),
+    ]

@@ -1,0 +1,926 @@
+"""The Resource Manager slice, without HTTP: hosts and their identities, user-assigned identities,
+role definitions and assignments, the ACS resource and its keys.
+
+Every method takes the calling principal and checks RBAC first, as ARM does, so a refusal here is
+the same ``AuthorizationFailed`` the cloud returns. Identity changes write the ``principal``
+documents the managed-identity endpoints read, so they take effect on the next token request.
+
+Choices where Azure's behaviour is not documented (also listed in sandbox/README.md):
+- Disabling a system-assigned identity or deleting a user-assigned one deletes its service
+  principal *and its role assignments* (Azure leaves orphaned "Identity not found" assignments;
+  they could never apply again, so the sandbox removes them to keep listings readable), and
+  deleting a user-assigned identity detaches it from every host.
+- Only the seeded hosts and the seeded ACS resource exist: PUT on another host or ACS name is
+  404 ``ResourceNotFound``, and hosts cannot be deleted.
+- Role definitions can be read by any caller holding a token for the tenant.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from sandbox import clock, world
+from sandbox.arm import rbac
+from sandbox.store import Store
+
+HOST_TYPES = {t["type"].lower(): t["type"] for t in world.HOSTS.values()}
+UAI_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
+ACS_TYPE = "Microsoft.Communication/communicationServices"
+KNOWN_TYPES = {**HOST_TYPES, UAI_TYPE.lower(): UAI_TYPE, ACS_TYPE.lower(): ACS_TYPE}
+
+GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+ROLE_DEF_RE = re.compile(
+    r"(?:^|/providers/Microsoft\.Authorization/roleDefinitions/)([^/]+)$", re.I
+)
+UAI_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,127}$")
+PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")
+
+
+class ArmError(Exception):
+    """A refusal with ARM's status, ``error.code`` and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a bearer token speaks for: object id, and the name ARM's messages show."""
+
+    object_id: str
+    name: str
+
+
+def caller_from_claims(store: Store, claims: dict[str, Any]) -> Caller:
+    """ARM names a user by UPN and an application by its app (client) id."""
+    oid = str(claims.get("oid", ""))
+    p = store.get("principal", oid) if oid else None
+    if p and p.get("kind") == "User":
+        return Caller(oid, p.get("upn") or oid)
+    if p:
+        return Caller(oid, p.get("app_id") or oid)
+    return Caller(oid, claims.get("upn") or claims.get("appid") or oid)
+
+
+def _now_iso() -> str:
+    return datetime.fromtimestamp(clock.now(), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A parsed ARM scope: subscription, resource group or resource (one level deep)."""
+
+    subscription: str
+    group: str | None = None
+    type: str | None = None  # "Namespace/type" as given
+    name: str | None = None
+
+    @property
+    def id(self) -> str:
+        out = f"/subscriptions/{self.subscription}"
+        if self.group is not None:
+            out += f"/resourceGroups/{self.group}"
+        if self.type is not None:
+            out += f"/providers/{self.type}/{self.name}"
+        return out
+
+
+_SCOPE_RE = re.compile(
+    r"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+)(?:/providers/([^/]+/[^/]+)/([^/]+))?)?/?$",
+    re.I,
+)
+
+
+def parse_scope(text: str) -> Scope:
+    m = _SCOPE_RE.match("/" + text.strip().lstrip("/"))
+    if not m:
+        raise ArmError(
+            400,
+            "InvalidScope",
+            f"The scope '{text}' is not valid: use a subscription, resource group or resource id.",
+        )
+    return Scope(*m.groups())
+
+
+class ResourceManager:
+    """One request's view of Resource Manager, acting for ``caller``."""
+
+    def __init__(self, store: Store, caller: Caller, acs_endpoint: str) -> None:
+        self.store = store
+        self.caller = caller
+        self.acs_endpoint = acs_endpoint
+        self.operation: str | None = None  # the first action checked: what the log reports
+
+    # -- authorization -----------------------------------------------------------------------
+
+    def allowed(self, scope_id: str, action: str) -> bool:
+        return rbac.is_allowed(self.store, self.caller.object_id, scope_id, action)
+
+    def authorize(self, scope_id: str, action: str) -> None:
+        if self.operation is None:
+            self.operation = action
+        if not self.allowed(scope_id, action):
+            raise ArmError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{self.caller.name}' with object id '{self.caller.object_id}' does "
+                f"not have authorization to perform action '{action}' over scope '{scope_id}' "
+                "or the scope is invalid. If access was recently granted, please refresh your "
+                "credentials.",
+            )
+
+    # -- subscriptions and groups ------------------------------------------------------------
+
+    def _subscription(self, sub: str) -> dict[str, Any]:
+        doc = self.store.get("subscription", sub.lower())
+        if doc is None:
+            raise ArmError(
+                404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found."
+            )
+        return doc
+
+    def _group(self, sub: str, rg: str) -> dict[str, Any]:
+        self._subscription(sub)
+        doc = self.store.get("resource_group", rg.lower())
+        if doc is None:
+            raise ArmError(
+                404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found."
+            )
+        return doc
+
+    def _has_any_role_in(self, scope_id: str) -> bool:
+        prefix = scope_id.lower().rstrip("/")
+        return any(
+            a["principal_id"] == self.caller.object_id
+            and (
+                a["scope"].lower() == prefix
+                or a["scope"].lower().startswith(prefix + "/")
+                or prefix.startswith(a["scope"].lower().rstrip("/") + "/")
+            )
+            for a in self.store.list("role_assignment")
+        )
+
+    def _subscription_view(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": f"/subscriptions/{doc['id']}",
+            "subscriptionId": doc["id"],
+            "tenantId": doc["tenant_id"],
+            "displayName": doc["display_name"],
+            "state": "Enabled",
+            "subscriptionPolicies": {
+                "locationPlacementId": "Public_2014-09-01",
+                "quotaId": "PayAsYouGo_2014-09-01",
+                "spendingLimit": "Off",
+            },
+            "authorizationSource": "RoleBased",
+        }
+
+    def get_subscription(self, sub: str) -> dict[str, Any]:
+        """Visible to anyone holding a role anywhere in it, as in Azure."""
+        doc = self._subscription(sub)
+        self.operation = "Microsoft.Resources/subscriptions/read"
+        if not self._has_any_role_in(f"/subscriptions/{doc['id']}"):
+            self.authorize(f"/subscriptions/{doc['id']}", self.operation)
+        return self._subscription_view(doc)
+
+    def list_subscriptions(self) -> list[dict[str, Any]]:
+        self.operation = "Microsoft.Resources/subscriptions/read"
+        return [
+            self._subscription_view(d)
+            for d in self.store.list("subscription")
+            if self._has_any_role_in(f"/subscriptions/{d['id']}")
+        ]
+
+    def _group_view(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": doc["id"],
+            "name": doc["name"],
+            "type": "Microsoft.Resources/resourceGroups",
+            "location": doc["location"],
+            "tags": doc.get("tags", {}),
+            "properties": {"provisioningState": "Succeeded"},
+        }
+
+    def get_group(self, sub: str, rg: str) -> dict[str, Any]:
+        doc = self._group(sub, rg)
+        self.authorize(doc["id"], "Microsoft.Resources/subscriptions/resourceGroups/read")
+        return self._group_view(doc)
+
+    def list_groups(self, sub: str) -> list[dict[str, Any]]:
+        self._subscription(sub)
+        self.operation = "Microsoft.Resources/subscriptions/resourceGroups/read"
+        return [
+            self._group_view(d)
+            for d in self.store.list("resource_group")
+            if self.allowed(d["id"], self.operation)
+        ]
+
+    # -- finding resources -------------------------------------------------------------------
+
+    def _not_found(self, scope: Scope) -> ArmError:
+        return ArmError(
+            404,
+            "ResourceNotFound",
+            f"The Resource '{scope.type}/{scope.name}' under resource group '{scope.group}' "
+            "was not found.",
+        )
+
+    def _canonical_type(self, scope: Scope) -> str:
+        found = KNOWN_TYPES.get((scope.type or "").lower())
+        if found is None:
+            ns, _, rtype = (scope.type or "/").partition("/")
+            raise ArmError(
+                404,
+                "InvalidResourceType",
+                f"The resource type '{rtype}' could not be found in the namespace '{ns}'.",
+            )
+        return found
+
+    def _find(self, scope: Scope) -> tuple[str, dict[str, Any] | None]:
+        """(canonical type, document or None) for a resource scope in an existing group."""
+        rtype = self._canonical_type(scope)
+        self._group(scope.subscription, scope.group or "")
+        rid = scope.id.lower()
+        if rtype in HOST_TYPES.values():
+            docs = self.store.list("host", lambda h: h["resource_id"].lower() == rid)
+        elif rtype == UAI_TYPE:
+            found = self.store.get("user_assigned_identity", rid)
+            docs = [found] if found else []
+        else:
+            docs = self.store.list("acs_resource", lambda a: a["id"].lower() == rid)
+        return rtype, (docs[0] if docs else None)
+
+    def require_scope(self, scope: Scope) -> str:
+        """The canonical id of an existing subscription, group or resource (404 otherwise)."""
+        if scope.group is None:
+            return f"/subscriptions/{self._subscription(scope.subscription)['id']}"
+        group = self._group(scope.subscription, scope.group)
+        if scope.type is None:
+            return group["id"]
+        rtype, doc = self._find(scope)
+        if doc is None:
+            raise self._not_found(scope)
+        return doc.get("resource_id") or doc["id"]
+
+    # -- generic resources: the hosts --------------------------------------------------------
+
+    def _identity_view(self, host: dict[str, Any]) -> dict[str, Any] | None:
+        ident = host.get("identity") or {"type": "None"}
+        if ident.get("type", "None") == "None":
+            return None
+        out: dict[str, Any] = {"type": ident["type"]}
+        if ident.get("principal_id"):
+            out["principalId"] = ident["principal_id"]
+            out["tenantId"] = world.TENANT_ID
+        if ident.get("user_assigned"):
+            ua = {}
+            for rid in ident["user_assigned"]:
+                doc = self.store.get("user_assigned_identity", rid.lower())
+                if doc:
+                    ua[doc["id"]] = {
+                        "principalId": doc["principal_id"],
+                        "clientId": doc["client_id"],
+                    }
+            out["userAssignedIdentities"] = ua
+        return out
+
+    def host_view(self, host: dict[str, Any]) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "id": host["resource_id"],
+            "name": host["name"],
+            "type": host["type"],
+            "location": host["location"],
+            "tags": host.get("tags", {}),
+        }
+        if host["kind"] == "functionapp":
+            view["kind"] = "functionapp"
+            view["properties"] = {
+                "state": "Running",
+                "defaultHostName": f"{host['name']}.azurewebsites.net",
+                "provisioningState": "Succeeded",
+            }
+        else:
+            view["properties"] = {
+                "vmId": str(uuid.uuid5(uuid.NAMESPACE_URL, host["resource_id"].lower())),
+                "hardwareProfile": {"vmSize": "Standard_B1s"},
+                "provisioningState": "Succeeded",
+            }
+        identity = self._identity_view(host)
+        if identity:
+            view["identity"] = identity
+        return view
+
+    def get_resource(self, scope: Scope) -> dict[str, Any]:
+        rtype = self._canonical_type(scope)
+        self.authorize(scope.id, f"{rtype}/read")
+        rtype, doc = self._find(scope)
+        if doc is None:
+            raise self._not_found(scope)
+        if rtype == UAI_TYPE:
+            return self.uai_view(doc)
+        if rtype == ACS_TYPE:
+            return self.acs_view(doc)
+        return self.host_view(doc)
+
+    def update_host(self, scope: Scope, body: Any, *, replace: bool) -> dict[str, Any]:
+        """PATCH (merge) or PUT (replace) a host; only ``identity`` and ``tags`` change."""
+        rtype = self._canonical_type(scope)
+        self.authorize(scope.id, f"{rtype}/write")
+        _, host = self._find(scope)
+        if host is None:
+            raise self._not_found(scope)
+        if not isinstance(body, dict):
+            raise _invalid_content("the body must be a JSON object")
+        if replace:
+            location = body.get("location")
+            if not location:
+                raise ArmError(
+                    400,
+                    "LocationRequired",
+                    "The location property is required for this definition.",
+                )
+            if _norm_location(location) != _norm_location(host["location"]):
+                raise _location_conflict(host["resource_id"], host["location"], location)
+        with self.store.transaction():
+            if replace or "identity" in body:
+                self._apply_identity(host, body.get("identity"), merge=not replace)
+            if replace or "tags" in body:
+                host["tags"] = _tags(body.get("tags"))
+            self.store.put("host", host["name"], host)
+        return self.host_view(host)
+
+    def _apply_identity(self, host: dict[str, Any], identity: Any, *, merge: bool) -> None:
+        current = dict(host.get("identity") or {"type": "None"})
+        if identity is None:
+            system, user, ua_body = False, False, None
+        elif not isinstance(identity, dict):
+            raise _invalid_content("'identity' must be an object")
+        else:
+            system, user = _identity_type(identity.get("type"))
+            ua_body = identity.get("userAssignedIdentities")
+        if ua_body is not None and not isinstance(ua_body, dict):
+            raise _invalid_content("'identity.userAssignedIdentities' must be an object")
+        if ua_body and not user:
+            raise ArmError(
+                400,
+                "InvalidIdentityValues",
+                "'userAssignedIdentities' may only be given when the identity type includes "
+                "'UserAssigned'.",
+            )
+        attached: list[str] = list(current.get("user_assigned", [])) if (merge and user) else []
+        if user:
+            for rid, value in (ua_body or {}).items():
+                attached = [r for r in attached if r.lower() != rid.lower()]
+                if value is None:
+                    continue
+                uai = self.store.get("user_assigned_identity", rid.lower())
+                if uai is None:
+                    raise ArmError(
+                        400,
+                        "FailedIdentityOperation",
+                        f"Identity operation for resource '{host['resource_id']}' failed: the "
+                        f"user-assigned identity '{rid}' was not found.",
+                    )
+                self.authorize(uai["id"], f"{UAI_TYPE}/assign/action")
+                attached.append(uai["id"])
+            if not attached:
+                raise ArmError(
+                    400,
+                    "InvalidIdentityValues",
+                    "The identity type includes 'UserAssigned' but 'userAssignedIdentities' "
+                    "names no identity.",
+                )
+        principal_id = current.get("principal_id")
+        if system and not principal_id:
+            principal_id = self._new_principal(host["name"], host["resource_id"], "SystemAssigned")
+        elif not system and principal_id:
+            self._drop_principal(principal_id)
+            principal_id = None
+        new: dict[str, Any] = {"type": _type_text(system, user)}
+        if principal_id:
+            new["principal_id"] = principal_id
+        if attached:
+            new["user_assigned"] = attached
+        host["identity"] = new
+
+    def _new_principal(self, display: str, resource_id: str, mi_type: str) -> str:
+        oid = str(uuid.uuid4())
+        self.store.put(
+            "principal",
+            oid,
+            {
+                "object_id": oid,
+                "kind": "ManagedIdentity",
+                "display_name": display,
+                "app_id": str(uuid.uuid4()),
+                "tenant_id": world.TENANT_ID,
+                "mi_resource_id": resource_id,
+                "mi_type": mi_type,
+            },
+        )
+        return oid
+
+    def _drop_principal(self, object_id: str) -> None:
+        self.store.delete("principal", object_id)
+        for a in self.store.list("role_assignment", lambda a: a["principal_id"] == object_id):
+            self.store.delete("role_assignment", a["name"])
+
+    def list_resources(self, sub: str, rg: str | None) -> list[dict[str, Any]]:
+        """Generic listing: what the caller may read, in a group or the whole subscription."""
+        if rg is None:
+            self._subscription(sub)
+        else:
+            self._group(sub, rg)
+        self.operation = "Microsoft.Resources/subscriptions/resources/read"
+        views = [self.host_view(h) for h in self.store.list("host")]
+        views += [self.uai_view(u) for u in self.store.list("user_assigned_identity")]
+        views += [self.acs_view(a) for a in self.store.list("acs_resource")]
+        prefix = (
+            world.SUBSCRIPTION_SCOPE
+            if rg is None
+            else f"{world.SUBSCRIPTION_SCOPE}/resourceGroups/{rg}"
+        ).lower() + "/"
+        out = []
+        for v in views:
+            if v["id"].lower().startswith(prefix) and self.allowed(v["id"], f"{v['type']}/read"):
+                item = {
+                    k: v[k]
+                    for k in ("id", "name", "type", "location", "tags", "kind", "identity")
+                    if k in v
+                }
+                out.append(item)
+        return out
+
+    # -- user-assigned identities ------------------------------------------------------------
+
+    def uai_view(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": doc["id"],
+            "name": doc["name"],
+            "type": UAI_TYPE,
+            "location": doc["location"],
+            "tags": doc.get("tags", {}),
+            "properties": {
+                "tenantId": doc["tenant_id"],
+                "principalId": doc["principal_id"],
+                "clientId": doc["client_id"],
+                "isolationScope": "None",
+            },
+        }
+
+    def put_uai(self, scope: Scope, body: Any) -> tuple[int, dict[str, Any]]:
+        """Create (201) or update (200) a user-assigned identity and its service principal."""
+        self.authorize(scope.id, f"{UAI_TYPE}/write")
+        group = self._group(scope.subscription, scope.group or "")
+        if not isinstance(body, dict):
+            raise _invalid_content("the body must be a JSON object")
+        name = scope.name or ""
+        if not UAI_NAME_RE.match(name):
+            raise ArmError(
+                400,
+                "InvalidResourceName",
+                f"The resource name '{name}' is invalid: use 3-128 letters, digits, '-' or '_', "
+                "starting with a letter or digit.",
+            )
+        location = body.get("location")
+        if not location:
+            raise ArmError(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
+        rid = f"{group['id']}/providers/{UAI_TYPE}/{name}"
+        with self.store.transaction():
+            existing = self.store.get("user_assigned_identity", rid.lower())
+            if existing:
+                if _norm_location(location) != _norm_location(existing["location"]):
+                    raise _location_conflict(existing["id"], existing["location"], location)
+                existing["tags"] = _tags(body.get("tags"))
+                self.store.put("user_assigned_identity", rid.lower(), existing)
+                return 200, self.uai_view(existing)
+            oid = self._new_principal(name, rid, "UserAssigned")
+            doc = {
+                "id": rid,
+                "name": name,
+                "resource_group": group["name"],
+                "location": location,
+                "tags": _tags(body.get("tags")),
+                "principal_id": oid,
+                "client_id": self.store.get("principal", oid)["app_id"],
+                "tenant_id": world.TENANT_ID,
+            }
+            self.store.put("user_assigned_identity", rid.lower(), doc)
+            return 201, self.uai_view(doc)
+
+    def patch_uai(self, scope: Scope, body: Any) -> dict[str, Any]:
+        self.authorize(scope.id, f"{UAI_TYPE}/write")
+        _, doc = self._find(scope)
+        if doc is None:
+            raise self._not_found(scope)
+        if not isinstance(body, dict):
+            raise _invalid_content("the body must be a JSON object")
+        if "tags" in body:
+            doc["tags"] = _tags(body.get("tags"))
+            self.store.put("user_assigned_identity", doc["id"].lower(), doc)
+        return self.uai_view(doc)
+
+    def delete_uai(self, scope: Scope) -> bool:
+        """Delete and detach from every host; False when there was nothing to delete."""
+        self.authorize(scope.id, f"{UAI_TYPE}/delete")
+        _, doc = self._find(scope)
+        if doc is None:
+            return False
+        with self.store.transaction():
+            for host in self.store.list("host"):
+                ident = host.get("identity") or {}
+                ua = [r for r in ident.get("user_assigned", []) if r.lower() != doc["id"].lower()]
+                if ua != ident.get("user_assigned", []):
+                    system = bool(ident.get("principal_id"))
+                    ident["type"] = _type_text(system, bool(ua))
+                    if ua:
+                        ident["user_assigned"] = ua
+                    else:
+                        ident.pop("user_assigned", None)
+                    host["identity"] = ident
+                    self.store.put("host", host["name"], host)
+            self._drop_principal(doc["principal_id"])
+            self.store.delete("user_assigned_identity", doc["id"].lower())
+        return True
+
+    def list_uais(self, sub: str, rg: str | None) -> list[dict[str, Any]]:
+        if rg is None:
+            self._subscription(sub)
+        else:
+            group = self._group(sub, rg)
+            self.authorize(group["id"], f"{UAI_TYPE}/read")
+        self.operation = f"{UAI_TYPE}/read"
+        return [
+            self.uai_view(d)
+            for d in self.store.list("user_assigned_identity")
+            if (rg is None or d["resource_group"].lower() == rg.lower())
+            and self.allowed(d["id"], f"{UAI_TYPE}/read")
+        ]
+
+    # -- role definitions --------------------------------------------------------------------
+
+    def role_definition_view(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": world.role_definition_id(doc["id"]),
+            "name": doc["id"],
+            "type": "Microsoft.Authorization/roleDefinitions",
+            "properties": {
+                "roleName": doc["roleName"],
+                "type": doc.get("type", "BuiltInRole"),
+                "description": doc["description"],
+                "assignableScopes": ["/"],
+                "permissions": [
+                    {
+                        "actions": doc["actions"],
+                        "notActions": doc["notActions"],
+                        "dataActions": [],
+                        "notDataActions": [],
+                    }
+                ],
+                "createdOn": "2015-02-02T21:55:09.8806423Z",
+                "updatedOn": "2025-01-01T00:00:00.0000000Z",
+                "createdBy": None,
+                "updatedBy": None,
+            },
+        }
+
+    def get_role_definition(self, scope: Scope, guid: str) -> dict[str, Any]:
+        self.operation = "Microsoft.Authorization/roleDefinitions/read"
+        self.require_scope(scope)
+        doc = self.store.get("role_definition", guid.lower())
+        if doc is None:
+            raise ArmError(
+                404,
+                "RoleDefinitionDoesNotExist",
+                f"The specified role definition with ID '{guid}' does not exist.",
+            )
+        return self.role_definition_view(doc)
+
+    def list_role_definitions(self, scope: Scope, filter_text: str | None) -> list[dict[str, Any]]:
+        self.operation = "Microsoft.Authorization/roleDefinitions/read"
+        self.require_scope(scope)
+        docs = self.store.list("role_definition")
+        if filter_text:
+            m = re.fullmatch(r"\s*(roleName|type)\s+eq\s+'([^']*)'\s*", filter_text, re.I)
+            if not m:
+                raise ArmError(
+                    400,
+                    "UnsupportedQuery",
+                    f"The filter '{filter_text}' is not supported: use roleName eq 'X' or "
+                    "type eq 'BuiltInRole'.",
+                )
+            field = "roleName" if m.group(1).lower() == "rolename" else "type"
+            docs = [
+                d for d in docs if str(d.get(field, "BuiltInRole")).lower() == m.group(2).lower()
+            ]
+        return [self.role_definition_view(d) for d in docs]
+
+    # -- role assignments --------------------------------------------------------------------
+
+    def assignment_view(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": f"{doc['scope']}/providers/Microsoft.Authorization/roleAssignments/{doc['name']}",
+            "name": doc["name"],
+            "type": "Microsoft.Authorization/roleAssignments",
+            "properties": {
+                "roleDefinitionId": world.role_definition_id(doc["role_definition_guid"]),
+                "principalId": doc["principal_id"],
+                "principalType": doc["principal_type"],
+                "scope": doc["scope"],
+                "condition": doc.get("condition"),
+                "conditionVersion": doc.get("condition_version"),
+                "description": doc.get("description"),
+                "createdOn": doc["created_on"],
+                "updatedOn": doc.get("updated_on", doc["created_on"]),
+                "createdBy": doc.get("created_by"),
+                "updatedBy": doc.get("created_by"),
+                "delegatedManagedIdentityResourceId": None,
+            },
+        }
+
+    def create_assignment(self, scope: Scope, name: str, body: Any) -> tuple[int, dict[str, Any]]:
+        self.authorize(scope.id, "Microsoft.Authorization/roleAssignments/write")
+        scope_id = self.require_scope(scope)
+        if not GUID_RE.match(name):
+            raise ArmError(
+                400,
+                "InvalidRoleAssignmentId",
+                f"The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID.",
+            )
+        props = body.get("properties") if isinstance(body, dict) else None
+        if not isinstance(props, dict):
+            raise _invalid_content("the body needs a 'properties' object")
+        role_ref, principal_id = props.get("roleDefinitionId"), props.get("principalId")
+        if not role_ref or not principal_id:
+            raise _invalid_content(
+                "'properties.roleDefinitionId' and 'properties.principalId' are required"
+            )
+        m = ROLE_DEF_RE.search(str(role_ref))
+        role = self.store.get("role_definition", m.group(1).lower()) if m else None
+        if role is None:
+            raise ArmError(
+                400,
+                "RoleDefinitionDoesNotExist",
+                f"The specified role definition with ID '{m.group(1) if m else role_ref}' does not exist.",
+            )
+        principal = self.store.get("principal", str(principal_id))
+        if principal is None:
+            raise ArmError(
+                400,
+                "PrincipalNotFound",
+                f"Principal {principal_id} does not exist in the directory {world.TENANT_ID}. "
+                "Check that you have the correct principal ID. If you are creating this principal "
+                "and then immediately assigning a role, this error might be related to a "
+                "replication delay.",
+            )
+        actual = "User" if principal["kind"] == "User" else "ServicePrincipal"
+        given = props.get("principalType")
+        if given and given not in PRINCIPAL_TYPES:
+            raise _invalid_content(
+                f"'{given}' is not a principal type ({', '.join(PRINCIPAL_TYPES)})"
+            )
+        if given and given != actual:
+            raise ArmError(
+                400,
+                "UnmatchedPrincipalType",
+                f"The PrincipalId '{principal_id}' has type '{actual}', which is different from "
+                f"specified PrincipalType '{given}'.",
+            )
+        with self.store.transaction():
+            existing = self.store.get("role_assignment", name.lower())
+            same = lambda a: (  # noqa: E731
+                a["principal_id"] == principal["object_id"]
+                and a["role_definition_guid"] == role["id"]
+                and a["scope"].lower() == scope_id.lower()
+            )
+            if existing:
+                if same(existing):
+                    return 200, self.assignment_view(existing)
+                raise ArmError(
+                    409,
+                    "RoleAssignmentUpdateNotPermitted",
+                    "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
+                )
+            if self.store.list("role_assignment", same):
+                raise ArmError(409, "RoleAssignmentExists", "The role assignment already exists.")
+            doc = {
+                "name": name.lower(),
+                "scope": scope_id,
+                "role_definition_guid": role["id"],
+                "principal_id": principal["object_id"],
+                "principal_type": actual,
+                "created_on": _now_iso(),
+                "created_by": self.caller.object_id,
+            }
+            if props.get("description"):
+                doc["description"] = str(props["description"])
+            self.store.put("role_assignment", doc["name"], doc)
+        return 201, self.assignment_view(doc)
+
+    def _assignment_at(self, scope: Scope, name: str) -> dict[str, Any] | None:
+        doc = self.store.get("role_assignment", name.lower())
+        if doc and doc["scope"].lower() == scope.id.lower().rstrip("/"):
+            return doc
+        return None
+
+    def get_assignment(self, scope: Scope, name: str) -> dict[str, Any]:
+        self.authorize(scope.id, "Microsoft.Authorization/roleAssignments/read")
+        self.require_scope(scope)
+        doc = self._assignment_at(scope, name)
+        if doc is None:
+            raise ArmError(
+                404, "RoleAssignmentNotFound", f"The role assignment '{name}' is not found."
+            )
+        return self.assignment_view(doc)
+
+    def delete_assignment(self, scope: Scope, name: str) -> dict[str, Any] | None:
+        """The deleted assignment, or None when there was none (ARM answers 204)."""
+        self.authorize(scope.id, "Microsoft.Authorization/roleAssignments/delete")
+        self.require_scope(scope)
+        doc = self._assignment_at(scope, name)
+        if doc is None:
+            return None
+        self.store.delete("role_assignment", doc["name"])
+        return self.assignment_view(doc)
+
+    def list_assignments(self, scope: Scope, filter_text: str | None) -> list[dict[str, Any]]:
+        """At, above and below the scope; ``atScope()`` keeps at-or-above; ``principalId eq``."""
+        self.authorize(scope.id, "Microsoft.Authorization/roleAssignments/read")
+        scope_id = self.require_scope(scope).lower()
+        at_scope, principal = False, None
+        for part in re.split(r"\s+and\s+", (filter_text or "").strip(), flags=re.I):
+            if not part:
+                continue
+            if re.fullmatch(r"atScope\(\)", part, re.I):
+                at_scope = True
+                continue
+            m = re.fullmatch(
+                r"(?:principalId\s+eq\s+'([^']*)'|assignedTo\('([^']*)'\))", part, re.I
+            )
+            if not m:
+                raise ArmError(
+                    400,
+                    "UnsupportedQuery",
+                    f"The filter '{filter_text}' is not supported: use atScope(), "
+                    "principalId eq '{id}' or assignedTo('{id}').",
+                )
+            principal = m.group(1) or m.group(2)
+
+        def keep(a: dict[str, Any]) -> bool:
+            s = a["scope"].lower().rstrip("/")
+            above = scope_id == s or scope_id.startswith(s + "/")
+            below = s.startswith(scope_id + "/")
+            if not (above or (below and not at_scope)):
+                return False
+            return principal is None or a["principal_id"].lower() == principal.lower()
+
+        return [self.assignment_view(a) for a in self.store.list("role_assignment", keep)]
+
+    # -- the Communication Services resource -------------------------------------------------
+
+    def acs_view(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": doc["id"],
+            "name": doc["name"],
+            "type": "Microsoft.Communication/CommunicationServices",
+            "location": doc["location"],
+            "tags": doc.get("tags", {}),
+            "properties": {
+                "provisioningState": "Succeeded",
+                "hostName": urlsplit(self.acs_endpoint).netloc,
+                "dataLocation": doc["data_location"],
+                "notificationHubId": None,
+                "version": "0.2.0",
+                "immutableResourceId": doc["immutable_resource_id"],
+                "linkedDomains": [],
+                "publicNetworkAccess": "Enabled",
+                "disableLocalAuth": False,
+            },
+        }
+
+    def _acs(self, scope: Scope) -> dict[str, Any]:
+        _, doc = self._find(scope)
+        if doc is None:
+            raise self._not_found(scope)
+        return doc
+
+    def acs_keys(self, doc: dict[str, Any]) -> dict[str, str]:
+        endpoint = self.acs_endpoint if self.acs_endpoint.endswith("/") else self.acs_endpoint + "/"
+        keys = doc["keys"]
+        return {
+            "primaryKey": keys["primaryKey"],
+            "secondaryKey": keys["secondaryKey"],
+            "primaryConnectionString": f"endpoint={endpoint};accesskey={keys['primaryKey']}",
+            "secondaryConnectionString": f"endpoint={endpoint};accesskey={keys['secondaryKey']}",
+        }
+
+    def list_acs_keys(self, scope: Scope) -> dict[str, str]:
+        self.authorize(scope.id, f"{ACS_TYPE}/ListKeys/action")
+        return self.acs_keys(self._acs(scope))
+
+    def regenerate_acs_key(self, scope: Scope, body: Any) -> dict[str, str]:
+        """A new key replaces the old one at once: the ACS data plane reads ``acs_resource``."""
+        self.authorize(scope.id, f"{ACS_TYPE}/RegenerateKey/action")
+        kind = str(body.get("keyType", "")) if isinstance(body, dict) else ""
+        field = {"primary": "primaryKey", "secondary": "secondaryKey"}.get(kind.lower())
+        if field is None:
+            raise ArmError(
+                400,
+                "InvalidKeyType",
+                "keyType must be 'Primary' or 'Secondary' (case-insensitive).",
+            )
+        with self.store.transaction():
+            doc = self._acs(scope)
+            doc["keys"][field] = world.new_access_key()
+            self.store.put("acs_resource", doc["name"], doc)
+        return self.acs_keys(doc)
+
+    def patch_acs(self, scope: Scope, body: Any) -> dict[str, Any]:
+        self.authorize(scope.id, f"{ACS_TYPE}/write")
+        doc = self._acs(scope)
+        if not isinstance(body, dict):
+            raise _invalid_content("the body must be a JSON object")
+        if "tags" in body:
+            doc["tags"] = _tags(body.get("tags"))
+            self.store.put("acs_resource", doc["name"], doc)
+        return self.acs_view(doc)
+
+    def list_acs(self, sub: str, rg: str | None) -> list[dict[str, Any]]:
+        if rg is None:
+            self._subscription(sub)
+        else:
+            self._group(sub, rg)
+        self.operation = f"{ACS_TYPE}/read"
+        return [
+            self.acs_view(d)
+            for d in self.store.list("acs_resource")
+            if (rg is None or f"/resourcegroups/{rg.lower()}/" in d["id"].lower())
+            and self.allowed(d["id"], f"{ACS_TYPE}/read")
+        ]
+
+
+# -- small helpers -----------------------------------------------------------------------------
+
+
+def _invalid_content(detail: str) -> ArmError:
+    return ArmError(
+        400,
+        "InvalidRequestContent",
+        f"The request content was invalid and could not be deserialized: {detail}.",
+    )
+
+
+def _identity_type(value: Any) -> tuple[bool, bool]:
+    """(system, user) from an identity type such as 'SystemAssigned, UserAssigned'."""
+    parts = {p.strip().lower() for p in str(value or "").split(",")}
+    table = {
+        frozenset({"none"}): (False, False),
+        frozenset({"systemassigned"}): (True, False),
+        frozenset({"userassigned"}): (False, True),
+        frozenset({"systemassigned", "userassigned"}): (True, True),
+    }
+    found = table.get(frozenset(parts))
+    if found is None:
+        raise _invalid_content(
+            f"'{value}' is not a valid identity type; use 'None', 'SystemAssigned', "
+            "'UserAssigned' or 'SystemAssigned, UserAssigned'"
+        )
+    return found
+
+
+def _type_text(system: bool, user: bool) -> str:
+    if system and user:
+        return "SystemAssigned, UserAssigned"
+    return "SystemAssigned" if system else "UserAssigned" if user else "None"
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _invalid_content("'tags' must be an object of strings")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _norm_location(value: str) -> str:
+    return str(value).replace(" ", "").lower()
+
+
+def _location_conflict(rid: str, current: str, given: str) -> ArmError:
+    name = rid.rsplit("/", 1)[-1]
+    return ArmError(
+        400,
+        "InvalidResourceLocation",
+        f"The resource '{name}' already exists in location '{current}'. A resource with the same "
+        f"name cannot be created in location '{given}'. Please select a new resource name.",
+    )

@@ -1,0 +1,203 @@
+"""Managed-identity token issuing for the simulated hosts, without HTTP.
+
+A host's identity endpoint answers only for identities attached to that host (its system-assigned
+identity, or a user-assigned one picked by client id, object id or resource id), exactly like
+IMDS and the App Service endpoint do. Which identities a host has is written by Resource Manager
+(sandbox/arm/models.py) into the host document and the ``principal`` documents; this module only
+reads them, so enabling an identity through the management SDK is visible on the very next token
+request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox import clock, world
+from sandbox.entra.tokens import TokenService, normalize_resource
+from sandbox.store import Store
+
+IMDS = "imds"
+APP_SERVICE = "appservice"
+
+# Resources whose service principal exists in the sandbox tenant; anything else is AADSTS500011.
+KNOWN_RESOURCES = (
+    "https://communication.azure.com",
+    "https://management.azure.com",
+    "https://management.core.windows.net",
+)
+
+# Query parameters that pick a user-assigned identity, per endpoint style, and what they match.
+SELECTORS = {
+    IMDS: {"client_id": "client_id", "object_id": "object_id", "msi_res_id": "resource_id"},
+    APP_SERVICE: {
+        "client_id": "client_id",
+        "principal_id": "object_id",
+        "object_id": "object_id",
+        "mi_res_id": "resource_id",
+    },
+}
+
+
+class IdentityRequestError(Exception):
+    """A refusal the endpoint answers with 4xx; ``error`` is the OAuth error code (IMDS shape)."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+
+
+@dataclass(frozen=True)
+class AttachedIdentity:
+    """One identity a host can get tokens for."""
+
+    kind: str  # "SystemAssigned" or "UserAssigned"
+    object_id: str
+    client_id: str
+    resource_id: str  # the host's id (system-assigned) or the identity's own id
+    name: str
+
+
+def attached_identities(store: Store, host: dict[str, Any]) -> list[AttachedIdentity]:
+    """The identities a host document says it has, resolved to their principals."""
+    identity = host.get("identity") or {}
+    found: list[AttachedIdentity] = []
+    principal_id = identity.get("principal_id")
+    if principal_id:
+        p = store.get("principal", principal_id)
+        if p:
+            found.append(
+                AttachedIdentity(
+                    "SystemAssigned", p["object_id"], p["app_id"], host["resource_id"], host["name"]
+                )
+            )
+    for rid in identity.get("user_assigned", []):
+        uai = store.get("user_assigned_identity", rid.lower())
+        p = store.get("principal", uai["principal_id"]) if uai else None
+        if p:
+            found.append(
+                AttachedIdentity(
+                    "UserAssigned", p["object_id"], p["app_id"], uai["id"], uai["name"]
+                )
+            )
+    return found
+
+
+def select_identity(
+    identities: list[AttachedIdentity], selector: tuple[str, str] | None
+) -> AttachedIdentity:
+    """Pick the identity a request asks for, with the rules IMDS applies.
+
+    No selector means the system-assigned identity, or the only user-assigned one when the host
+    has no system-assigned identity; several user-assigned identities need a selector.
+    """
+    if selector is None:
+        system = [i for i in identities if i.kind == "SystemAssigned"]
+        if system:
+            return system[0]
+        if len(identities) == 1:
+            return identities[0]
+        if len(identities) > 1:
+            raise IdentityRequestError(
+                400,
+                "invalid_request",
+                "Multiple user assigned identities exist, please specify the clientId / "
+                "resourceId of the identity in the token request",
+            )
+        raise IdentityRequestError(400, "invalid_request", "Identity not found")
+    field, value = selector
+    for i in identities:
+        if getattr(i, field).lower() == value.lower():
+            return i
+    raise IdentityRequestError(400, "invalid_request", "Identity not found")
+
+
+class ManagedIdentityEndpoints:
+    """What every simulated host's identity endpoint does, whatever its style."""
+
+    def __init__(self, store: Store, tokens: TokenService) -> None:
+        self.store = store
+        self.tokens = tokens
+
+    def host(self, name: str) -> dict[str, Any] | None:
+        return self.store.get("host", name)
+
+    def check_style(self, name: str, style: str) -> dict[str, Any]:
+        """The host document, if the host exists and serves this style of endpoint."""
+        host = self.host(name)
+        if host is None:
+            # No identity endpoint at all (the developer's laptop, or a name that is no host):
+            # a 4xx, never a 404/5xx, so the SDKs give up at once instead of retrying.
+            raise IdentityRequestError(400, "invalid_request", "Identity not found")
+        if host["endpoint_style"] != style:
+            if style == IMDS:
+                msg = (
+                    f"'{name}' is an App Service host: it has no IMDS endpoint. Its identity "
+                    "endpoint is IDENTITY_ENDPOINT (/msi/token) with the X-IDENTITY-HEADER header."
+                )
+            else:
+                msg = (
+                    f"'{name}' is a virtual machine: it has no App Service identity endpoint. "
+                    "Its identity endpoint is IMDS (/metadata/identity/oauth2/token)."
+                )
+            raise IdentityRequestError(400, "invalid_request", msg)
+        return host
+
+    def selector(self, style: str, query: dict[str, str]) -> tuple[str, str] | None:
+        """(field, value) from the query's user-assigned identity parameter, if any."""
+        given = [(k, v) for k, v in query.items() if k in SELECTORS[style] and v]
+        if len(given) > 1:
+            raise IdentityRequestError(
+                400,
+                "invalid_request",
+                "Only one of " + ", ".join(SELECTORS[style]) + " may be given.",
+            )
+        if not given:
+            return None
+        key, value = given[0]
+        return SELECTORS[style][key], value
+
+    def issue(
+        self, host: dict[str, Any], resource: str, selector: tuple[str, str] | None
+    ) -> tuple[AttachedIdentity, dict[str, str]]:
+        """A token response for ``resource`` for the chosen identity of ``host``."""
+        if not resource:
+            raise IdentityRequestError(
+                400, "invalid_request", "Required audience parameter not specified"
+            )
+        chosen = select_identity(attached_identities(self.store, host), selector)
+        if normalize_resource(resource) not in KNOWN_RESOURCES:
+            raise IdentityRequestError(
+                400,
+                "invalid_resource",
+                f"AADSTS500011: The resource principal named {resource} was not found in the "
+                f"tenant named {world.TENANT_ID}. This can happen if the application has not "
+                "been installed by the administrator of the tenant or consented to by any user "
+                "in the tenant. You might have sent your authentication request to the wrong "
+                "tenant.",
+            )
+        now = int(clock.now())
+        token, exp = self.tokens.access_token(
+            tenant_id=world.TENANT_ID,
+            audience=resource,
+            oid=chosen.object_id,
+            appid=chosen.client_id,
+            idtyp="app",
+            extra={"xms_mirid": chosen.resource_id},
+        )
+        body = {
+            "access_token": token,
+            "refresh_token": "",
+            # Strings, as IMDS sends them; MSAL needs expires_in, the App Service path needs
+            # expires_on and the async path needs resource, so every field is always present.
+            "expires_in": str(exp - now),
+            "expires_on": str(exp),
+            "ext_expires_in": str(exp - now),
+            "not_before": str(now),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": chosen.client_id,
+        }
+        return chosen, body
