@@ -655,7 +655,8 @@ class ResourceManager:
             raise ArmError(
                 400,
                 "InvalidRoleAssignmentId",
-                f"The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID.",
+                f"The role assignment ID '{name}' is not valid. "
+                "The role assignment ID must be a GUID.",
             )
         props = body.get("properties") if isinstance(body, dict) else None
         if not isinstance(props, dict):
@@ -671,7 +672,8 @@ class ResourceManager:
             raise ArmError(
                 400,
                 "RoleDefinitionDoesNotExist",
-                f"The specified role definition with ID '{m.group(1) if m else role_ref}' does not exist.",
+                "The specified role definition with ID "
+                f"'{m.group(1) if m else role_ref}' does not exist.",
             )
         principal = self.store.get("principal", str(principal_id))
         if principal is None:
@@ -709,7 +711,8 @@ class ResourceManager:
                 raise ArmError(
                     409,
                     "RoleAssignmentUpdateNotPermitted",
-                    "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
+                    "Tenant ID, application ID, principal ID, and scope are not allowed to be "
+                    "updated.",
                 )
             if self.store.list("role_assignment", same):
                 raise ArmError(409, "RoleAssignmentExists", "The role assignment already exists.")
