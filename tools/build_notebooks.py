@@ -1,0 +1,191 @@
+"""Build the tutorial notebooks from their readable sources, and optionally run them.
+
+Sources live in ``tools/notebooks/NN-name.md`` as MyST-style Markdown: prose is Markdown, a cell
+of code is a fenced block opened with ```` ```{code-cell} ipython3 ```` (an option line such as
+``:tags: [raises-exception]`` may follow), and a line holding only ``+++`` splits two Markdown
+cells. Writing prose as prose keeps reviews readable and lets one script add the navigation
+links, so the series' order lives in one place (``SERIES`` below).
+
+    python tools/build_notebooks.py              # write notebooks/*.ipynb (outputs cleared)
+    python tools/build_notebooks.py --execute    # ... and run each in its own fresh sandbox
+    python tools/build_notebooks.py --execute 05 # only the notebooks whose name starts with 05
+
+Executing gives every notebook a new state folder and free ports (as the nbval runner does), so
+they can run in parallel, and stops that sandbox afterwards. Outputs are then committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCES = REPO / "tools" / "notebooks"
+NOTEBOOKS = REPO / "notebooks"
+
+# (file stem, short title): the order of the series.
+SERIES = [
+    ("00-welcome", "Welcome and set-up"),
+    ("01-enable-managed-identity", "Enable a managed identity"),
+    ("02-assign-role", "Assign a role"),
+    ("03-authenticate", "Authenticate: development environment versus Azure"),
+    ("04-identity-api", "The Identity API with a managed identity"),
+    ("05-sms", "SMS with a managed identity"),
+    ("06-troubleshooting", "Troubleshooting lab"),
+    ("07-clean-up", "Clean up"),
+]
+
+_CODE_OPEN = re.compile(r"^```\{code-cell\}")
+_OPTION = re.compile(r"^:(\w[\w-]*):\s*(.*)$")
+NAV_MARK = "<!-- NAVIGATION -->"
+
+
+def parse(text: str) -> list:
+    """Cells from a MyST-style source (see the module docstring)."""
+    cells, prose, lines = [], [], text.splitlines()
+
+    def flush_prose() -> None:
+        body = "\n".join(prose).strip("\n")
+        if body.strip():
+            cells.append(new_markdown_cell(body))
+        prose.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if _CODE_OPEN.match(line):
+            flush_prose()
+            i += 1
+            tags: list[str] = []
+            while i < len(lines) and _OPTION.match(lines[i]):
+                name, value = _OPTION.match(lines[i]).groups()
+                if name == "tags":
+                    tags = [t.strip() for t in value.strip("[]").split(",") if t.strip()]
+                i += 1
+            code = []
+            while i < len(lines) and lines[i].rstrip() != "```":
+                code.append(lines[i])
+                i += 1
+            cell = new_code_cell("\n".join(code).strip("\n"))
+            if tags:
+                cell.metadata["tags"] = tags
+            cells.append(cell)
+        elif line.strip() == "+++":
+            flush_prose()
+        else:
+            prose.append(line)
+        i += 1
+    flush_prose()
+    return cells
+
+
+def navigation(index: int) -> str:
+    parts = []
+    if index > 0:
+        stem, title = SERIES[index - 1]
+        parts.append(f"← Previous: [{title}]({stem}.ipynb)")
+    parts.append("[Index](README.md)")
+    if index + 1 < len(SERIES):
+        stem, title = SERIES[index + 1]
+        parts.append(f"Next: [{title}]({stem}.ipynb) →")
+    return f"{NAV_MARK}\n" + " · ".join(parts)
+
+
+def build(index: int) -> Path:
+    stem, _ = SERIES[index]
+    cells = parse((SOURCES / f"{stem}.md").read_text())
+    nav = navigation(index)
+    # Navigation after the title cell and at the very end.
+    cells.insert(1, new_markdown_cell(nav))
+    cells.append(new_markdown_cell(nav))
+    for n, cell in enumerate(cells):
+        cell["id"] = f"{stem[:2]}-{n:03d}"  # stable ids keep diffs small
+    nb = new_notebook(cells=cells)
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    path = NOTEBOOKS / f"{stem}.ipynb"
+    nbformat.validate(nb)
+    nbformat.write(nb, path)
+    return path
+
+
+def execute(path: Path, timeout: int = 120) -> tuple[Path, float, str]:
+    """Run one notebook in place with nbclient against its own fresh sandbox."""
+    with tempfile.TemporaryDirectory(prefix="nb-sandbox-") as state:
+        env = dict(os.environ)
+        env.update(
+            SANDBOX_STATE_DIR=state,
+            SANDBOX_HTTPS_PORT="0",
+            SANDBOX_MI_PORT="0",
+            KIT_TARGET="sandbox",
+            PYTHONUNBUFFERED="1",
+        )
+        code = (
+            "import sys, nbformat\n"
+            "from nbclient import NotebookClient\n"
+            "p = sys.argv[1]\n"
+            "nb = nbformat.read(p, as_version=4)\n"
+            f"NotebookClient(nb, timeout={timeout}, kernel_name='python3',\n"
+            "    resources={'metadata': {'path': sys.argv[2]}}).execute()\n"
+            "nbformat.write(nb, p)\n"
+        )
+        started = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(path), str(NOTEBOOKS)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        took = time.monotonic() - started
+        subprocess.run(
+            [sys.executable, "-m", "sandbox", "stop"], env=env, capture_output=True, text=True
+        )
+    problem = "" if run.returncode == 0 else (run.stderr.strip().splitlines() or ["failed"])[-1]
+    if run.returncode != 0:
+        sys.stderr.write(run.stderr[-4000:])
+    return path, took, problem
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("only", nargs="*", help="build only notebooks whose name starts so")
+    parser.add_argument("--execute", action="store_true", help="run them and keep the outputs")
+    parser.add_argument("--jobs", type=int, default=2, help="notebooks run at the same time")
+    args = parser.parse_args(argv)
+
+    chosen = [
+        i
+        for i, (stem, _) in enumerate(SERIES)
+        if (SOURCES / f"{stem}.md").exists()
+        and (not args.only or any(stem.startswith(o) for o in args.only))
+    ]
+    paths = [build(i) for i in chosen]
+    for p in paths:
+        print(f"wrote {p.relative_to(REPO)}")
+    if not args.execute:
+        return 0
+    started = time.monotonic()
+    failed = 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for path, took, problem in pool.map(execute, paths):
+            status = "ok" if not problem else f"FAILED: {problem}"
+            failed += bool(problem)
+            print(f"{path.name:40} {took:6.1f} s  {status}")
+    print(f"{'total (wall clock)':40} {time.monotonic() - started:6.1f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
