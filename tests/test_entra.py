@@ -1,0 +1,631 @@
+"""Entra ID in the sandbox: metadata, the token endpoint for apps (secret, workload identity),
+the device-code and refresh-token protocol, and error answers shaped exactly like Entra's."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode
+
+import jwt
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import (
+    ClientSecretCredential,
+    DefaultAzureCredential,
+    WorkloadIdentityCredential,
+)
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sandbox import client, world
+from tests.conftest import https_json
+
+TENANT = world.TENANT_ID
+SP = world.SP_CLIENT_ID
+CLI = world.AZURE_CLI_CLIENT_ID
+ACS_SCOPE = "https://communication.azure.com//.default"  # what the ACS SDKs ask for
+GRANT_DC = "urn:ietf:params:oauth:grant-type:device_code"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def post_form(sandbox, path: str, **fields: str):
+    return https_json(sandbox, "POST", path, data=urlencode(fields).encode(), headers=FORM)
+
+
+def token_path(tenant: str = TENANT) -> str:
+    return f"/{tenant}/oauth2/v2.0/token"
+
+
+@pytest.fixture(scope="module")
+def sp_secret(control) -> str:
+    return control("GET", "/_sandbox/personas/service-principal")["set"]["AZURE_CLIENT_SECRET"]
+
+
+@pytest.fixture(scope="module")
+def verify(sandbox):
+    """Check a token the way a resource server does: signature from the JWKS fetched over
+    HTTPS, issuer, audience and lifetime."""
+    ctx = ssl.create_default_context(cafile=sandbox["ca_file"])
+    keys = jwt.PyJWKClient(f"{sandbox['https_url']}/{TENANT}/discovery/v2.0/keys", ssl_context=ctx)
+
+    def check(token: str, audience: str) -> dict:
+        key = keys.get_signing_key_from_jwt(token)
+        return jwt.decode(
+            token,
+            key.key,
+            algorithms=["RS256"],
+            audience=audience,
+            issuer=f"{sandbox['https_url']}/{TENANT}/v2.0",
+        )
+
+    return check
+
+
+def assert_entra_error(body: dict, code: int, error: str) -> None:
+    assert body["error"] == error
+    assert body["error_codes"] == [code]
+    first, trace, corr, stamp = body["error_description"].split("\r\n")
+    assert first.startswith(f"AADSTS{code}: ")
+    assert trace == f"Trace ID: {body['trace_id']}"
+    assert corr == f"Correlation ID: {body['correlation_id']}"
+    assert stamp == f"Timestamp: {body['timestamp']}"
+    assert body["error_uri"].endswith(f"/error?code={code}")
+    uuid.UUID(body["trace_id"])
+
+
+def last_token_entry(control, after: int) -> dict:
+    entries = [e for e in control.log_after(after) if "/oauth2/" in e["path"]]
+    assert entries, "the token request was not logged"
+    return entries[-1]
+
+
+# -- metadata --------------------------------------------------------------------------------
+
+
+def test_openid_configuration_for_id_domain_and_aliases(sandbox):
+    base = sandbox["https_url"]
+    status, by_id = https_json(sandbox, "GET", f"/{TENANT}/v2.0/.well-known/openid-configuration")
+    assert status == 200
+    assert by_id["issuer"] == f"{base}/{TENANT}/v2.0"
+    assert by_id["token_endpoint"] == f"{base}/{TENANT}/oauth2/v2.0/token"
+    assert by_id["authorization_endpoint"] == f"{base}/{TENANT}/oauth2/v2.0/authorize"
+    assert by_id["device_authorization_endpoint"] == f"{base}/{TENANT}/oauth2/v2.0/devicecode"
+    assert by_id["jwks_uri"] == f"{base}/{TENANT}/discovery/v2.0/keys"
+
+    status, by_domain = https_json(
+        sandbox, "GET", f"/{world.TENANT_DOMAIN}/v2.0/.well-known/openid-configuration"
+    )
+    assert status == 200 and by_domain == by_id  # Entra answers a domain with the tenant id
+
+    status, alias = https_json(
+        sandbox, "GET", "/organizations/v2.0/.well-known/openid-configuration"
+    )
+    assert status == 200
+    assert alias["token_endpoint"] == f"{base}/organizations/oauth2/v2.0/token"
+    assert alias["issuer"] == f"{base}/{{tenantid}}/v2.0"
+
+    status, v1 = https_json(sandbox, "GET", f"/{TENANT}/.well-known/openid-configuration")
+    assert status == 200
+    assert v1["token_endpoint"] == f"{base}/{TENANT}/oauth2/token"
+    assert v1["jwks_uri"] == f"{base}/{TENANT}/discovery/keys"
+
+    status, jwks = https_json(sandbox, "GET", f"/{TENANT}/discovery/v2.0/keys")
+    assert status == 200
+    assert [k["kty"] for k in jwks["keys"]] == ["RSA"] and jwks["keys"][0]["kid"]
+    assert https_json(sandbox, "GET", f"/{TENANT}/discovery/keys") == (200, jwks)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/00000000-1111-2222-3333-444444444444/v2.0/.well-known/openid-configuration",
+        "/nosuch.onmicrosoft.com/.well-known/openid-configuration",
+        "/consumers/discovery/v2.0/keys",
+        "/00000000-1111-2222-3333-444444444444/oauth2/v2.0/token",
+    ],
+)
+def test_unknown_tenant_is_aadsts90002(sandbox, path):
+    if path.endswith("/token"):
+        status, body = post_form(sandbox, path, grant_type="client_credentials", client_id=SP)
+    else:
+        status, body = https_json(sandbox, "GET", path)
+    assert status == 400
+    assert_entra_error(body, 90002, "invalid_request")
+    assert "not found" in body["error_description"]
+
+
+def test_error_echoes_the_client_request_id(sandbox):
+    corr = str(uuid.uuid4())
+    status, body = https_json(
+        sandbox,
+        "POST",
+        token_path(),
+        data=b"grant_type=client_credentials",
+        headers={**FORM, "client-request-id": corr},
+    )
+    assert status == 400 and body["correlation_id"] == corr
+
+
+# -- apps: client secret -------------------------------------------------------------------------
+
+
+def test_client_secret_credential_gets_a_verifiable_app_token(
+    sandbox, control, persona, sp_secret, verify
+):
+    persona("service-principal")  # trusts the sandbox CA
+    before = control.last_log_id()
+    cred = ClientSecretCredential(
+        TENANT, SP, sp_secret, authority=sandbox["https_url"], disable_instance_discovery=True
+    )
+    token = cred.get_token(ACS_SCOPE)
+    claims = verify(token.token, "https://communication.azure.com/")
+    assert claims["tid"] == TENANT
+    assert claims["oid"] == world.SP_OID
+    assert claims["appid"] == SP
+    assert claims["idtyp"] == "app"
+    assert claims["azpacr"] == "1"
+    assert claims["nbf"] <= time.time() + 5 and claims["iat"] <= time.time() + 5
+    assert claims["exp"] - claims["iat"] >= 3600
+    assert abs(token.expires_on - claims["exp"]) <= 2
+
+    entry = last_token_entry(control, before)
+    assert entry["status"] == 200
+    assert entry["credential"] == "client-secret"
+    assert entry["decision"] == "issued"
+    assert entry["caller"] == world.SP_NAME
+    assert entry["principal_id"] == world.SP_OID
+    assert entry["audience"] == "https://communication.azure.com/"
+    logged = json.dumps(control.log_after(before))
+    assert sp_secret not in logged and token.token not in logged
+
+
+def test_environment_credential_uses_management_scope(sandbox, persona, verify):
+    persona("service-principal")
+    cred = DefaultAzureCredential(disable_instance_discovery=True)
+    claims = verify(cred.get_token("https://management.azure.com/.default").token,
+                    "https://management.azure.com")  # fmt: skip
+    assert claims["oid"] == world.SP_OID and claims["idtyp"] == "app"
+
+
+def _secret_credential(sandbox, tenant=TENANT, client_id=SP, secret="wrong"):
+    return ClientSecretCredential(
+        tenant, client_id, secret, authority=sandbox["https_url"], disable_instance_discovery=True
+    )
+
+
+def test_wrong_secret_is_aadsts7000215(sandbox, control, persona):
+    persona("service-principal")
+    before = control.last_log_id()
+    with pytest.raises(ClientAuthenticationError, match="AADSTS7000215"):
+        _secret_credential(sandbox).get_token(ACS_SCOPE)
+    entry = last_token_entry(control, before)
+    assert entry["status"] == 401
+    assert entry["decision"] == "denied"
+    assert entry["credential"] == "client-secret"
+    assert entry["reason"].startswith("AADSTS7000215")
+
+
+def test_unknown_client_is_aadsts700016(sandbox, persona):
+    persona("service-principal")
+    with pytest.raises(ClientAuthenticationError, match="AADSTS700016"):
+        _secret_credential(sandbox, client_id=str(uuid.uuid4())).get_token(ACS_SCOPE)
+
+
+def test_unknown_tenant_fails_in_the_sdk(sandbox, persona, sp_secret):
+    persona("service-principal")
+    with pytest.raises(ClientAuthenticationError, match="Unable to get authority configuration"):
+        _secret_credential(sandbox, tenant=str(uuid.uuid4()), secret=sp_secret).get_token(ACS_SCOPE)
+
+
+@pytest.mark.parametrize(
+    "scope, code",
+    [
+        ("https://unknown.example.com/.default", "AADSTS500011"),
+        ("User.Read", "AADSTS1002012"),
+        ("https://management.azure.com/user_impersonation", "AADSTS1002012"),
+        ("https:///.default", "AADSTS70011"),
+    ],
+)
+def test_bad_scopes_are_refused_by_entra(sandbox, persona, sp_secret, scope, code):
+    persona("service-principal")
+    with pytest.raises(ClientAuthenticationError, match=code):
+        _secret_credential(sandbox, secret=sp_secret).get_token(scope)
+
+
+def test_scope_errors_over_http(sandbox, sp_secret):
+    def ask(scope):
+        return post_form(
+            sandbox,
+            token_path(),
+            grant_type="client_credentials",
+            client_id=SP,
+            client_secret=sp_secret,
+            scope=scope,
+        )
+
+    status, body = ask("https://nosuch.example/.default")
+    assert status == 400 and body["error"] == "invalid_resource"
+    assert_entra_error(body, 500011, "invalid_resource")
+    status, body = ask("-- not a scope")
+    assert status == 400
+    assert_entra_error(body, 70011, "invalid_scope")
+    status, body = ask("https://management.azure.com/.default https://graph.microsoft.com/.default")
+    assert status == 400 and body["error_codes"] == [28000]
+    status, body = ask("https://management.core.windows.net//.default")
+    assert status == 200
+    assert jwt.decode(body["access_token"], options={"verify_signature": False})["aud"] == (
+        "https://management.core.windows.net/"
+    )
+
+
+def test_v1_endpoint_takes_a_resource(sandbox, sp_secret, verify):
+    status, body = post_form(
+        sandbox,
+        f"/{TENANT}/oauth2/token",
+        grant_type="client_credentials",
+        client_id=SP,
+        client_secret=sp_secret,
+        resource="https://communication.azure.com/",
+    )
+    assert status == 200
+    assert body["resource"] == "https://communication.azure.com/"
+    assert int(body["expires_on"]) > time.time() + 3000 and body["token_type"] == "Bearer"
+    assert verify(body["access_token"], "https://communication.azure.com/")["idtyp"] == "app"
+
+
+def test_client_secret_basic_is_accepted(sandbox, sp_secret):
+    auth = base64.b64encode(f"{SP}:{sp_secret}".encode()).decode()
+    status, body = https_json(
+        sandbox,
+        "POST",
+        token_path(),
+        data=urlencode({"grant_type": "client_credentials", "scope": ACS_SCOPE}).encode(),
+        headers={**FORM, "Authorization": f"Basic {auth}"},
+    )
+    assert status == 200 and body["access_token"]
+
+
+@pytest.mark.parametrize(
+    "fields, status, code, error",
+    [
+        ({}, 400, 900144, "invalid_request"),
+        ({"grant_type": "password", "client_id": CLI}, 400, 70003, "unsupported_grant_type"),
+        ({"grant_type": "client_credentials"}, 400, 900144, "invalid_request"),
+        ({"grant_type": "client_credentials", "client_id": SP, "scope": ACS_SCOPE},
+         401, 7000218, "invalid_client"),
+        ({"grant_type": "client_credentials", "client_id": CLI, "scope": ACS_SCOPE},
+         401, 7000218, "invalid_client"),
+        ({"grant_type": "client_credentials", "client_id": CLI, "client_secret": "x",
+          "scope": ACS_SCOPE}, 400, 700025, "invalid_client"),
+        ({"grant_type": "client_credentials", "client_id": SP, "client_secret": "x"},
+         401, 7000215, "invalid_client"),
+        ({"grant_type": "refresh_token", "client_id": CLI}, 400, 900144, "invalid_request"),
+        ({"grant_type": GRANT_DC, "client_id": CLI}, 400, 900144, "invalid_request"),
+        ({"grant_type": GRANT_DC, "client_id": CLI, "device_code": "made-up"},
+         400, 70000, "invalid_grant"),
+    ],
+)  # fmt: skip
+def test_token_endpoint_refusals_are_entra_shaped(sandbox, fields, status, code, error):
+    got_status, body = post_form(sandbox, token_path(), **fields)
+    assert got_status == status
+    assert_entra_error(body, code, error)
+
+
+def test_confidential_client_cannot_use_the_multi_tenant_alias(sandbox, sp_secret):
+    status, body = post_form(
+        sandbox,
+        token_path("organizations"),
+        grant_type="client_credentials",
+        client_id=SP,
+        client_secret=sp_secret,
+        scope=ACS_SCOPE,
+    )
+    assert status == 400
+    assert_entra_error(body, 50194, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    "data, content_type",
+    [
+        (b"", "application/x-www-form-urlencoded"),
+        (b'{"grant_type": "client_credentials"}', "application/json"),
+        (b"grant_type=\xff\xfe&client_id=%zz", "application/x-www-form-urlencoded"),
+        (b"&&&===&", "application/x-www-form-urlencoded"),
+        (b"\x00\x01garbage", "application/octet-stream"),
+    ],
+)
+def test_malformed_bodies_get_400_not_500(sandbox, data, content_type):
+    status, body = https_json(
+        sandbox, "POST", token_path(), data=data, headers={"Content-Type": content_type}
+    )
+    assert status == 400 and body["error"] == "invalid_request"
+    status, body = https_json(
+        sandbox, "POST", f"/{TENANT}/oauth2/v2.0/devicecode", data=data,
+        headers={"Content-Type": content_type},
+    )  # fmt: skip
+    assert status == 400 and body["error"] == "invalid_request"
+
+
+def test_get_on_the_token_endpoint_is_refused(sandbox):
+    status, body = https_json(sandbox, "GET", token_path())
+    assert status == 400
+    assert_entra_error(body, 900561, "invalid_request")
+
+
+def test_error_uri_explains_the_code(sandbox):
+    ctx = ssl.create_default_context(cafile=sandbox["ca_file"])
+    with urllib.request.urlopen(f"{sandbox['https_url']}/error?code=7000215", context=ctx) as r:
+        assert "client secret" in r.read().decode()
+
+
+# -- apps: workload identity ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def federated_token_file(control, tmp_path) -> Path:
+    """What Kubernetes projects into the pod: a service-account token Entra trusts."""
+    minted = control("POST", "/_sandbox/federated-token", {"client_id": SP})
+    assert minted["audience"] == "api://AzureADTokenExchange"
+    path = tmp_path / "azure-identity-token"
+    path.write_text(minted["token"])
+    return path
+
+
+def test_workload_identity_credential(sandbox, control, persona, federated_token_file, verify):
+    persona("developer")
+    before = control.last_log_id()
+    cred = WorkloadIdentityCredential(
+        tenant_id=TENANT,
+        client_id=SP,
+        token_file_path=str(federated_token_file),
+        authority=sandbox["https_url"],
+    )
+    claims = verify(cred.get_token(ACS_SCOPE).token, "https://communication.azure.com/")
+    assert (claims["oid"], claims["idtyp"], claims["azpacr"]) == (world.SP_OID, "app", "2")
+    entry = last_token_entry(control, before)
+    assert (entry["credential"], entry["decision"]) == ("client-assertion", "issued")
+
+
+def test_default_credential_with_workload_identity_variables(
+    sandbox, persona, monkeypatch, federated_token_file, verify
+):
+    persona("developer")
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", sandbox["https_url"])
+    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_ID", SP)
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(federated_token_file))
+    cred = DefaultAzureCredential()
+    claims = verify(cred.get_token(ACS_SCOPE).token, "https://communication.azure.com/")
+    assert claims["oid"] == world.SP_OID
+    assert type(cred._successful_credential).__name__ == "WorkloadIdentityCredential"
+
+
+def _assertion(sandbox, key, **overrides) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": f"{sandbox['https_url']}/{TENANT}/v2.0",
+        "sub": f"system:serviceaccount:default:{world.SP_NAME}",
+        "aud": ["api://AzureADTokenExchange"],
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        **overrides,
+    }
+    kid = https_json(sandbox, "GET", f"/{TENANT}/discovery/v2.0/keys")[1]["keys"][0]["kid"]
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+
+
+@pytest.fixture(scope="module")
+def sandbox_key(sandbox):
+    from cryptography.hazmat.primitives import serialization
+
+    pem = (Path(sandbox["state_dir"]) / "signing-key.pem").read_bytes()
+    return serialization.load_pem_private_key(pem, None)
+
+
+@pytest.mark.parametrize(
+    "forge, status, code",
+    [
+        ("other-key", 401, 700027),
+        ("wrong-subject", 400, 70021),
+        ("wrong-audience", 400, 70021),
+        ("wrong-issuer", 400, 70021),
+        ("expired", 400, 700024),
+        ("garbage", 400, 50027),
+        ("wrong-type", 400, 50027),
+    ],
+)
+def test_forged_or_stale_assertions_are_refused(sandbox, control, sandbox_key, forge, status, code):
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assertion_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    assertion = {
+        "other-key": lambda: _assertion(sandbox, other),
+        "wrong-subject": lambda: _assertion(sandbox, sandbox_key, sub="system:serviceaccount:x:y"),
+        "wrong-audience": lambda: _assertion(sandbox, sandbox_key, aud="api://other"),
+        "wrong-issuer": lambda: _assertion(sandbox, sandbox_key, iss="https://evil.example/"),
+        "expired": lambda: _assertion(
+            sandbox, sandbox_key, iat=int(time.time()) - 7200, exp=int(time.time()) - 3600
+        ),
+        "garbage": lambda: "not.a.jwt",
+        "wrong-type": lambda: _assertion(sandbox, sandbox_key),
+    }[forge]()
+    if forge == "wrong-type":
+        assertion_type = "urn:ietf:params:oauth:client-assertion-type:saml2-bearer"
+    before = control.last_log_id()
+    got, body = post_form(
+        sandbox,
+        token_path(),
+        grant_type="client_credentials",
+        client_id=SP,
+        client_assertion=assertion,
+        client_assertion_type=assertion_type,
+        scope=ACS_SCOPE,
+    )
+    assert got == status
+    assert body["error_codes"] == [code]
+    entry = last_token_entry(control, before)
+    assert (entry["credential"], entry["decision"]) == ("client-assertion", "denied")
+
+
+def test_federated_token_control_route(sandbox, control):
+    with pytest.raises(client.SandboxError, match="no federated credential"):
+        control("POST", "/_sandbox/federated-token", {"client_id": CLI})
+    with pytest.raises(client.SandboxError):
+        control("POST", "/_sandbox/federated-token", {"wrong": 1})
+    status, body = https_json(
+        sandbox, "POST", "/_sandbox/federated-token", data=json.dumps({"client_id": SP}).encode()
+    )
+    assert status == 401  # needs the control secret
+
+
+# -- users: device code and refresh tokens (protocol level) --------------------------------------
+
+
+def start_device_code(sandbox, scope=f"{ACS_SCOPE} offline_access openid profile", tenant=TENANT):
+    status, flow = post_form(
+        sandbox, f"/{tenant}/oauth2/v2.0/devicecode", client_id=CLI, scope=scope
+    )
+    assert status == 200, flow
+    return flow
+
+
+def poll(sandbox, flow, tenant=TENANT):
+    return post_form(
+        sandbox,
+        token_path(tenant),
+        grant_type=GRANT_DC,
+        client_id=CLI,
+        device_code=flow["device_code"],
+        client_info="1",
+    )
+
+
+def test_device_code_flow_pending_approved_redeemed(sandbox, fresh, verify):
+    flow = start_device_code(sandbox, tenant="organizations")
+    assert len(flow["user_code"]) == 9 and flow["user_code"].isalnum()
+    assert flow["verification_uri"] == f"{sandbox['https_url']}/devicelogin"
+    assert (flow["expires_in"], flow["interval"]) == (900, 1)
+    assert flow["message"] == (
+        f"To sign in, use a web browser to open the page {flow['verification_uri']} "
+        f"and enter the code {flow['user_code']} to authenticate."
+    )
+    before = fresh.last_log_id()
+    status, body = poll(sandbox, flow, "organizations")
+    assert status == 400
+    assert_entra_error(body, 70016, "authorization_pending")
+    entry = last_token_entry(fresh, before)
+    assert (entry["credential"], entry["decision"]) == ("device-code", "pending")
+
+    pending = fresh("GET", "/_sandbox/device-codes")["value"]
+    assert [p["user_code"] for p in pending] == [flow["user_code"]]
+    approved = fresh("POST", f"/_sandbox/device-codes/{flow['user_code'].lower()}/approve")
+    assert approved["user"] == world.DEVELOPER_UPN
+
+    status, body = poll(sandbox, flow, "organizations")
+    assert status == 200
+    claims = verify(body["access_token"], "https://communication.azure.com/")
+    assert claims["idtyp"] == "user" and claims["oid"] == world.DEVELOPER_OID
+    assert claims["upn"] == world.DEVELOPER_UPN and claims["scp"] == "user_impersonation"
+    assert claims["appid"] == CLI and claims["exp"] - claims["iat"] >= 3600
+    id_claims = jwt.decode(body["id_token"], options={"verify_signature": False})
+    assert id_claims["aud"] == CLI
+    assert id_claims["oid"] == world.DEVELOPER_OID and id_claims["tid"] == TENANT
+    assert id_claims["preferred_username"] == world.DEVELOPER_UPN
+    assert id_claims["iss"] == f"{sandbox['https_url']}/{TENANT}/v2.0"
+    info = json.loads(base64.urlsafe_b64decode(body["client_info"] + "=="))
+    assert info == {"uid": world.DEVELOPER_OID, "utid": TENANT}
+    assert body["refresh_token"] and body["token_type"] == "Bearer"
+    assert "https://communication.azure.com//.default" in body["scope"].split()
+    entry = last_token_entry(fresh, before)
+    assert (entry["decision"], entry["caller"]) == ("issued", world.DEVELOPER_UPN)
+
+    status, body = poll(sandbox, flow, "organizations")  # a device code works once
+    assert status == 400 and body["error"] == "invalid_grant"
+
+
+def test_device_code_expiry_and_denial(sandbox, fresh):
+    flow = start_device_code(sandbox)
+    fresh("POST", f"/_sandbox/device-codes/{flow['user_code']}/expire")
+    status, body = poll(sandbox, flow)
+    assert status == 400
+    assert_entra_error(body, 70020, "expired_token")
+    with pytest.raises(client.SandboxError, match="expired"):
+        fresh("POST", f"/_sandbox/device-codes/{flow['user_code']}/approve")
+
+    flow = start_device_code(sandbox)
+    fresh("POST", f"/_sandbox/device-codes/{flow['user_code']}/deny")
+    status, body = poll(sandbox, flow)
+    assert status == 400 and body["error"] == "access_denied"
+    with pytest.raises(client.SandboxError, match="already used"):
+        fresh("POST", f"/_sandbox/device-codes/{flow['user_code']}/approve")
+    with pytest.raises(client.SandboxError, match="No sign-in"):
+        fresh("POST", "/_sandbox/device-codes/NOSUCHCODE/approve")
+
+
+def test_device_code_needs_a_known_client_and_resource(sandbox):
+    status, body = post_form(
+        sandbox, f"/{TENANT}/oauth2/v2.0/devicecode", client_id=str(uuid.uuid4()), scope=ACS_SCOPE
+    )
+    assert status == 400 and body["error_codes"] == [700016]
+    status, body = post_form(sandbox, f"/{TENANT}/oauth2/v2.0/devicecode", client_id=SP,
+                             scope=ACS_SCOPE)  # fmt: skip
+    assert status == 401 and body["error_codes"] == [7000218]  # confidential: must prove itself
+    status, body = post_form(
+        sandbox, f"/{TENANT}/oauth2/v2.0/devicecode", client_id=CLI, scope="https://x.test/.default"
+    )
+    assert status == 400 and body["error_codes"] == [500011]
+
+
+def signed_in(sandbox, control) -> dict:
+    flow = start_device_code(sandbox)
+    control("POST", f"/_sandbox/device-codes/{flow['user_code']}/approve")
+    status, body = poll(sandbox, flow)
+    assert status == 200
+    return body
+
+
+def refresh(sandbox, token, scope, client_id=CLI, **extra):
+    return post_form(
+        sandbox,
+        token_path(),
+        grant_type="refresh_token",
+        client_id=client_id,
+        refresh_token=token,
+        scope=f"{scope} offline_access openid profile",
+        client_info="1",
+        **extra,
+    )
+
+
+def test_refresh_token_gets_other_resources_and_dies_on_reset(sandbox, fresh, sp_secret, verify):
+    first = signed_in(sandbox, fresh)
+    before = fresh.last_log_id()
+    status, body = refresh(sandbox, first["refresh_token"], "https://management.azure.com/.default")
+    assert status == 200
+    claims = verify(body["access_token"], "https://management.azure.com")
+    assert claims["oid"] == world.DEVELOPER_OID and claims["idtyp"] == "user"
+    assert body["refresh_token"] != first["refresh_token"] and body["client_info"]
+    entry = last_token_entry(fresh, before)
+    assert (entry["credential"], entry["decision"]) == ("refresh-token", "issued")
+    assert first["refresh_token"] not in json.dumps(fresh.log_after(before))
+
+    status, again = refresh(sandbox, first["refresh_token"], ACS_SCOPE)
+    assert status == 200  # as in Entra, an earlier refresh token stays usable
+
+    status, body = refresh(sandbox, "0.Anot-a-real-token", ACS_SCOPE)
+    assert status == 400
+    assert_entra_error(body, 70000, "invalid_grant")
+    status, body = refresh(sandbox, first["refresh_token"], ACS_SCOPE, client_id=SP,
+                           client_secret=sp_secret)  # fmt: skip
+    assert status == 400 and body["error_codes"] == [70000]  # issued to another client
+    status, body = refresh(sandbox, first["refresh_token"], "https://nope.test/.default")
+    assert status == 400 and body["error_codes"] == [500011]
+
+    fresh.reset()
+    status, body = refresh(sandbox, again["refresh_token"], ACS_SCOPE)
+    assert status == 400 and body["error"] == "invalid_grant"
