@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from sandbox import pki, world
+from sandbox import personas, pki, world
 from sandbox.app import Sandbox, create_apps
 from sandbox.config import Settings
 from sandbox.entra.tokens import TokenService
@@ -95,6 +95,7 @@ def status_document(sandbox: Sandbox) -> dict[str, Any]:
 async def _serve(settings: Settings) -> None:
     settings.ensure_state_dir()
     pki.ensure_pki(settings.state_dir)
+    personas.install_az_shim(settings.state_dir)  # the developer persona's `az` (sandbox/azcli.py)
     store = open_store(settings)
     secret = read_or_make_secret(settings)
 
