@@ -110,7 +110,10 @@ async def _serve(settings: Settings) -> None:
     sandbox = Sandbox(settings, store, tokens, https_url, mi_url, secret)
     https_app, mi_app = create_apps(sandbox)
 
-    common = {"log_level": "warning", "access_log": False, "lifespan": "off"}
+    # Idle keep-alive TLS clients (the SDKs pool connections) never answer close_notify; cap the
+    # wait so that stop takes a moment, not the 10 s after which the CLI kills the process.
+    common = {"log_level": "warning", "access_log": False, "lifespan": "off",
+              "timeout_graceful_shutdown": 1}  # fmt: skip
     https_server = _Server(
         uvicorn.Config(
             https_app,
