@@ -46,8 +46,7 @@ def sp_secret(control) -> str:
     return control("GET", "/_sandbox/personas/service-principal")["set"]["AZURE_CLIENT_SECRET"]
 
 
-@pytest.fixture(scope="module")
-def verify(sandbox):
+def make_verifier(sandbox):
     """Check a token the way a resource server does: signature from the JWKS fetched over
     HTTPS, issuer, audience and lifetime."""
     ctx = ssl.create_default_context(cafile=sandbox["ca_file"])
@@ -64,6 +63,11 @@ def verify(sandbox):
         )
 
     return check
+
+
+@pytest.fixture(scope="module")
+def verify(sandbox):
+    return make_verifier(sandbox)
 
 
 def assert_entra_error(body: dict, code: int, error: str) -> None:
