@@ -341,7 +341,7 @@ class ResourceManager:
             raise _invalid_content("the body must be a JSON object")
         if replace:
             location = body.get("location")
-            if not location:
+            if not location or not isinstance(location, str):
                 raise ArmError(
                     400,
                     "LocationRequired",
@@ -491,7 +491,7 @@ class ResourceManager:
                 "starting with a letter or digit.",
             )
         location = body.get("location")
-        if not location:
+        if not location or not isinstance(location, str):
             raise ArmError(
                 400, "LocationRequired", "The location property is required for this definition."
             )
