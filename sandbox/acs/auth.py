@@ -168,6 +168,11 @@ def describe_principal(store: Store, oid: str, claims: dict[str, Any]) -> str:
     """A readable name for an object id: a known principal, a host's managed identity, or the
     token's own name claims."""
     principal = store.get("principal", oid)
+    if principal and principal.get("kind") == "ManagedIdentity":
+        kind = {"SystemAssigned": "system-assigned", "UserAssigned": "user-assigned"}.get(
+            principal.get("mi_type", ""), ""
+        )
+        return f"{principal.get('display_name', oid)} ({kind} managed identity)".replace("( ", "(")
     if principal:
         return principal.get("upn") or principal.get("display_name") or oid
     for host in store.list("host"):

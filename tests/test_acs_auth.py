@@ -1,0 +1,391 @@
+"""Who may call the ACS data plane: HMAC access keys, Entra ID bearer tokens, and RBAC.
+
+The SDKs sign and send; the sandbox must refuse exactly what ACS refuses, with a 401 whose
+message says which part of the signature failed, or a 403 that names the principal, the scope
+and the role to assign.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+import uuid
+from email.utils import formatdate
+
+import pytest
+from azure.communication.identity import CommunicationIdentityClient
+from azure.communication.identity.aio import (
+    CommunicationIdentityClient as AsyncIdentityClient,
+)
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.mgmt.authorization import AuthorizationManagementClient
+
+from sandbox import world
+from tests.acs_support import (
+    ARM_AUDIENCE,
+    AsyncStaticCredential,
+    StaticCredential,
+    connection_string,
+    forge,
+    key_of,
+    raw,
+    signed,
+)
+
+CONTRIBUTOR = world.role_definition_id(world.CONTRIBUTOR_ROLE_ID)
+READER = world.role_definition_id("acdd72a7-3385-48ef-bd42-f606fba81ae7")
+CESO = world.role_definition_id("09976791-48a7-449e-bb21-39d1a415f350")
+
+
+@pytest.fixture(autouse=True)
+def trust(sandbox, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox["ca_bundle"])
+    monkeypatch.setenv("SSL_CERT_FILE", sandbox["ca_bundle"])
+
+
+def _bearer_client(sandbox, token: str) -> CommunicationIdentityClient:
+    return CommunicationIdentityClient(sandbox["acs_endpoint"], StaticCredential(token))
+
+
+def _new_principal(control) -> str:
+    """A service principal with no role anywhere, made through the ARM slice (a user-assigned
+    identity is the simplest principal a developer can create)."""
+    name = f"uami-{uuid.uuid4().hex[:8]}"
+    status, body, _ = _arm(
+        control,
+        "PUT",
+        f"{world.GROUP_SCOPE}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}?api-version=2023-01-31",
+        {"location": "eastus"},
+    )
+    assert status in (200, 201), body
+    return body["properties"]["principalId"]
+
+
+def _arm(control, method: str, path: str, body=None):
+    token = forge(control.settings, control.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    data = json.dumps(body).encode() if body is not None else b""
+    return raw(
+        control.doc,
+        method,
+        path,
+        data,
+        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+
+
+def _authz(control) -> AuthorizationManagementClient:
+    """The management SDK, acting as the developer (Owner of the subscription)."""
+    token = forge(control.settings, control.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    return AuthorizationManagementClient(
+        StaticCredential(token),
+        world.SUBSCRIPTION_ID,
+        base_url=control.doc["arm_url"],
+        credential_scopes=["https://management.azure.com/.default"],
+    )
+
+
+def _assign(control, principal: str, role: str, scope: str = world.ACS_RESOURCE_ID) -> str:
+    name = str(uuid.uuid4())
+    _authz(control).role_assignments.create(
+        scope,
+        name,
+        {
+            "role_definition_id": role,
+            "principal_id": principal,
+            "principal_type": "ServicePrincipal",
+        },
+    )
+    return name
+
+
+# -- HMAC -------------------------------------------------------------------------------------
+
+
+def test_connection_string_with_either_key_is_accepted_and_logged_as_access_key(sandbox, fresh):
+    before = fresh.last_log_id()
+    for key in ("primary", "secondary"):
+        client = CommunicationIdentityClient.from_connection_string(connection_string(fresh, key))
+        assert client.create_user().properties["id"].startswith(f"8:acs:{world.ACS_IMMUTABLE_ID}_")
+    entries = [e for e in fresh.log_after(before) if e["path"] == "/identities"]
+    assert [e["reason"] for e in entries] == ["signed with primaryKey", "signed with secondaryKey"]
+    for e in entries:
+        assert (e["credential"], e["principal_id"], e["decision"], e["status"]) == (
+            "hmac",
+            "access-key",
+            "allowed",
+            201,
+        )
+        assert e["operation"] == "Identity.Create"
+
+
+def test_async_client_signs_the_decoded_path_and_is_accepted(sandbox, fresh):
+    conn = connection_string(fresh)
+
+    async def main():
+        async with AsyncIdentityClient.from_connection_string(conn) as client:
+            user = await client.create_user()
+            token = await client.get_token(user, ["chat"])  # path holds 8%3Aacs%3A...
+            await client.revoke_tokens(user)
+            await client.delete_user(user)
+        return token
+
+    assert asyncio.run(main()).token
+
+
+def test_wrong_key_is_a_signature_mismatch(sandbox, fresh):
+    wrong = base64.b64encode(os.urandom(64)).decode()
+    client = CommunicationIdentityClient(sandbox["acs_endpoint"], wrong)
+    with pytest.raises(ClientAuthenticationError) as e:
+        client.create_user()
+    assert e.value.status_code == 401
+    assert e.value.error.code == "Denied"
+    assert "signature mismatch" in e.value.error.message
+
+
+def test_content_hash_that_differs_from_the_body_is_refused(sandbox, fresh):
+    key = key_of(connection_string(fresh))
+    body = {"createTokenWithScopes": ["chat"]}
+    spoiled = base64.b64encode(b"x" * 32).decode()
+    status, err, _ = signed(
+        sandbox, key, "POST", "/identities?api-version=2023-10-01", body, content_hash=spoiled
+    )
+    assert status == 401
+    assert err == {
+        "error": {
+            "code": "Denied",
+            "message": "Request 'x-ms-content-sha256' differs from generated content hash.",
+        }
+    }
+
+
+def test_date_outside_the_window_is_refused_and_inside_is_accepted(sandbox, fresh):
+    key = key_of(connection_string(fresh))
+    old = formatdate(time.time() - 16 * 60, usegmt=True)
+    status, err, _ = signed(sandbox, key, "POST", "/identities?api-version=2023-10-01", date=old)
+    assert status == 401 and err["error"]["code"] == "Denied"
+    assert "outside the allowed window of 15 minutes" in err["error"]["message"]
+    recent = formatdate(time.time() - 14 * 60, usegmt=True)
+    status, body, _ = signed(
+        sandbox, key, "POST", "/identities?api-version=2023-10-01", date=recent
+    )
+    assert status == 201, body
+
+
+def test_clock_skew_fault_makes_every_signed_request_stale(sandbox, fresh):
+    client = CommunicationIdentityClient.from_connection_string(connection_string(fresh))
+    fresh("POST", "/_sandbox/faults/clock_skew", {"seconds": 3600})
+    try:
+        with pytest.raises(ClientAuthenticationError) as e:
+            client.create_user()
+        assert e.value.error.code == "Denied"
+        assert "outside the allowed window" in e.value.error.message
+    finally:
+        fresh("DELETE", "/_sandbox/faults/clock_skew")
+    assert client.create_user().properties["id"]
+
+
+def test_signature_over_another_host_is_refused(sandbox, fresh):
+    key = key_of(connection_string(fresh))
+    status, err, _ = signed(
+        sandbox, key, "POST", "/identities?api-version=2023-10-01", host="acs.example.com"
+    )
+    assert status == 401 and "signature mismatch" in err["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "header, needle",
+    [
+        (None, "no usable Authorization header"),
+        ("HMAC-SHA256 Signature=abc", "Malformed Authorization header"),
+        ("Basic dXNlcjpwYXNz", "no usable Authorization header"),
+    ],
+)
+def test_missing_or_malformed_authorization_is_denied(sandbox, fresh, header, needle):
+    headers = {"Authorization": header} if header else {}
+    status, err, _ = raw(sandbox, "POST", "/identities?api-version=2023-10-01", b"", headers)
+    assert status == 401
+    assert err["error"]["code"] == "Denied" and needle in err["error"]["message"]
+    entry = fresh.log_after(fresh.last_log_id() - 1)[-1]
+    assert entry["decision"] == "denied" and needle in entry["reason"]
+
+
+# -- bearer tokens ----------------------------------------------------------------------------
+
+
+def test_developer_token_is_allowed_through_the_subscription_owner_role(sandbox, fresh):
+    before = fresh.last_log_id()
+    token = forge(fresh.settings, sandbox, oid=world.DEVELOPER_OID)
+    user = _bearer_client(sandbox, token).create_user()
+    assert user.properties["id"]
+    entry = [e for e in fresh.log_after(before) if e["path"] == "/identities"][-1]
+    assert entry["credential"] == "bearer"
+    assert entry["principal_id"] == world.DEVELOPER_OID
+    assert entry["caller"] == world.DEVELOPER_UPN
+    assert entry["decision"] == "allowed" and "'Owner'" in entry["reason"]
+
+
+def test_async_bearer_client_is_authorized_the_same_way(sandbox, fresh):
+    token = forge(fresh.settings, sandbox, oid=world.SP_OID, idtyp="app", appid=world.SP_CLIENT_ID)
+
+    async def main():
+        async with AsyncIdentityClient(sandbox["acs_endpoint"], AsyncStaticCredential(token)) as c:
+            return await c.create_user_and_token(["voip"])
+
+    user, access = asyncio.run(main())
+    assert access.token and user.properties["id"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, code, needle",
+    [
+        (
+            {"audience": "https://management.azure.com/"},
+            "InvalidAuthenticationTokenAudience",
+            "audience",
+        ),
+        ({"lifetime": -3600}, "ExpiredAuthenticationToken", "expired"),
+    ],
+)
+def test_bad_bearer_tokens_are_refused_with_the_reason(sandbox, fresh, kwargs, code, needle):
+    token = forge(fresh.settings, sandbox, oid=world.DEVELOPER_OID, **kwargs)
+    with pytest.raises(ClientAuthenticationError) as e:
+        _bearer_client(sandbox, token).create_user()
+    assert e.value.status_code == 401
+    assert e.value.error.code == code
+    assert needle in e.value.error.message
+
+
+def test_token_signed_by_a_foreign_key_is_refused(sandbox, fresh):
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(
+        {"aud": "https://communication.azure.com/", "oid": world.DEVELOPER_OID},
+        key,
+        algorithm="RS256",
+        headers={"kid": "someone-else"},
+    )
+    with pytest.raises(ClientAuthenticationError) as e:
+        _bearer_client(sandbox, token).create_user()
+    assert e.value.error.code == "InvalidAuthenticationToken"
+    assert "not signed by a key this tenant publishes" in e.value.error.message
+
+
+def test_a_user_access_token_is_not_an_entra_token(sandbox, fresh):
+    client = CommunicationIdentityClient.from_connection_string(connection_string(fresh))
+    _, user_token = client.create_user_and_token(["chat"])
+    with pytest.raises(ClientAuthenticationError) as e:
+        _bearer_client(sandbox, user_token.token).create_user()
+    assert e.value.error.code == "InvalidAuthenticationToken"
+    assert "user access token (for Chat and Calling)" in e.value.error.message
+
+
+# -- RBAC -------------------------------------------------------------------------------------
+
+
+def test_principal_without_role_gets_403_naming_principal_scope_and_role(sandbox, fresh):
+    oid = _new_principal(fresh)
+    token = forge(fresh.settings, sandbox, oid=oid, idtyp="app")
+    with pytest.raises(HttpResponseError) as e:
+        _bearer_client(sandbox, token).create_user()
+    assert e.value.status_code == 403
+    assert e.value.error.code == "AuthorizationFailed"
+    message = e.value.error.message
+    assert oid in message and world.ACS_RESOURCE_ID in message
+    assert "Assign 'Contributor' or 'Communication and Email Service Owner'" in message
+    entry = fresh.log_after(fresh.last_log_id() - 1)[-1]
+    assert (entry["decision"], entry["principal_id"], entry["credential"]) == (
+        "denied",
+        oid,
+        "bearer",
+    )
+
+
+def test_reader_is_not_enough_and_the_message_says_what_is_held(sandbox, fresh):
+    oid = _new_principal(fresh)
+    _assign(fresh, oid, READER, world.GROUP_SCOPE)
+    token = forge(fresh.settings, sandbox, oid=oid, idtyp="app")
+    with pytest.raises(HttpResponseError) as e:
+        _bearer_client(sandbox, token).create_user()
+    assert e.value.status_code == 403 and "it holds only: Reader" in e.value.error.message
+
+
+@pytest.mark.parametrize(
+    "role, scope",
+    [
+        (CONTRIBUTOR, world.ACS_RESOURCE_ID),
+        (CESO, world.ACS_RESOURCE_ID),
+        (CONTRIBUTOR, world.GROUP_SCOPE),
+    ],
+)
+def test_assignment_takes_effect_on_the_next_request_and_removal_too(sandbox, fresh, role, scope):
+    oid = _new_principal(fresh)
+    client = _bearer_client(sandbox, forge(fresh.settings, sandbox, oid=oid, idtyp="app"))
+    name = _assign(fresh, oid, role, scope)
+    assert client.create_user().properties["id"]
+    _authz(fresh).role_assignments.delete(scope, name)
+    with pytest.raises(HttpResponseError) as e:
+        client.create_user()
+    assert e.value.status_code == 403 and e.value.error.code == "AuthorizationFailed"
+
+
+def test_role_propagation_fault_delays_a_new_assignment(sandbox, fresh):
+    oid = _new_principal(fresh)
+    client = _bearer_client(sandbox, forge(fresh.settings, sandbox, oid=oid, idtyp="app"))
+    fresh("POST", "/_sandbox/faults/role_propagation", {"seconds": 120})
+    _assign(fresh, oid, CONTRIBUTOR)
+    with pytest.raises(HttpResponseError) as e:
+        client.create_user()
+    assert e.value.status_code == 403
+    assert "has not propagated yet" in e.value.error.message
+    # An old assignment is unaffected: the service principal's seeded Contributor still works.
+    sp = forge(fresh.settings, sandbox, oid=world.SP_OID, idtyp="app", appid=world.SP_CLIENT_ID)
+    assert _bearer_client(sandbox, sp).create_user().properties["id"]
+    fresh("DELETE", "/_sandbox/faults/role_propagation")
+    assert client.create_user().properties["id"]
+
+
+# -- key rotation -----------------------------------------------------------------------------
+
+
+def test_regenerating_a_key_breaks_its_connection_string_and_the_tokens_it_issued(sandbox, fresh):
+    from azure.mgmt.communication import CommunicationServiceManagementClient
+
+    old_primary = connection_string(fresh, "primary")
+    secondary = connection_string(fresh, "secondary")
+    by_key = CommunicationIdentityClient.from_connection_string(old_primary)
+    _, key_token = by_key.create_user_and_token(["chat"])
+    dev = forge(fresh.settings, sandbox, oid=world.DEVELOPER_OID)
+    _, entra_token = _bearer_client(sandbox, dev).create_user_and_token(["chat"])
+
+    mgmt_token = forge(fresh.settings, sandbox, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    mgmt = CommunicationServiceManagementClient(
+        StaticCredential(mgmt_token),
+        world.SUBSCRIPTION_ID,
+        base_url=sandbox["arm_url"],
+        credential_scopes=["https://management.azure.com/.default"],
+    )
+    keys = mgmt.communication_services.regenerate_key(
+        world.RESOURCE_GROUP, world.ACS_NAME, {"keyType": "Primary"}
+    )
+    assert keys.primary_key != key_of(old_primary)
+
+    with pytest.raises(ClientAuthenticationError) as e:
+        by_key.create_user()
+    assert e.value.error.code == "Denied" and "signature mismatch" in e.value.error.message
+    assert CommunicationIdentityClient.from_connection_string(secondary).create_user()
+    fresh_conn = mgmt.communication_services.list_keys(world.RESOURCE_GROUP, world.ACS_NAME)
+    assert CommunicationIdentityClient.from_connection_string(
+        fresh_conn.primary_connection_string
+    ).create_user()
+
+    check = lambda t: fresh("POST", "/_sandbox/acs/check-user-token", {"token": t})  # noqa: E731
+    assert check(key_token.token) == {
+        "valid": False,
+        "reason": "issued with an access key that has since been regenerated",
+    }
+    assert check(entra_token.token)["valid"] is True  # not tied to a key
