@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("log", help="print the latest entries of the request log")
     p.add_argument("--last", type=int, default=30)
     p.set_defaults(func=cmd_log)
+    from sandbox.acs.cli_commands import add_commands as add_acs_commands
+
+    add_acs_commands(sub)  # inbox, reply, fault
     return parser
 
 
