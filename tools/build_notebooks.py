@@ -112,7 +112,11 @@ def build(index: int) -> Path:
         cell["id"] = f"{stem[:2]}-{n:03d}"  # stable ids keep diffs small
     nb = new_notebook(cells=cells)
     nb.metadata = {
-        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "kernelspec": {
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+            "name": "python3",
+        },
         "language_info": {"name": "python"},
     }
     path = NOTEBOOKS / f"{stem}.ipynb"

@@ -1,0 +1,463 @@
+""" "Check your understanding" graders: each reads evidence, never the learner's say-so.
+
+Two kinds of evidence. Resource Manager state (is the identity on, who holds which role) is read
+with the management SDK and the learner's own credential, so those checks work on Azure too.
+What actually happened on the wire (was the SMS sent with a managed identity's token, or signed
+with an access key?) is read from the sandbox's request log, whose entries say ``credential``,
+``caller``, ``principal_id``, ``decision`` and ``reason``; on Azure those checks say they need the
+sandbox. Every check returns a ``Report`` that shows ✓/✗ lines, each ✗ with what to do.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from helpers import progress, target
+
+ACS_AUDIENCE = "https://communication.azure.com"
+DATA_PLANE_ROLES = ("Communication and Email Service Owner", "Contributor", "Owner")
+LEAST_PRIVILEGE = "Communication and Email Service Owner"
+
+
+@dataclass
+class Line:
+    ok: bool
+    text: str
+    fix: str = ""
+
+
+@dataclass
+class Report:
+    """The outcome of one check: shown as a ✓/✗ list (HTML in Jupyter, text elsewhere)."""
+
+    title: str
+    lines: list[Line] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.lines) and all(line.ok for line in self.lines)
+
+    def add(self, ok: bool, text: str, fix: str = "") -> bool:
+        self.lines.append(Line(bool(ok), text, "" if ok else fix))
+        return bool(ok)
+
+    def __repr__(self) -> str:
+        verdict = "all correct" if self.ok else "not yet"
+        out = [f"{self.title}: {verdict}"]
+        for line in self.lines:
+            out.append(f"  {'✓' if line.ok else '✗'} {line.text}")
+            if line.fix:
+                out.append(f"      → {line.fix}")
+        return "\n".join(out)
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for line in self.lines:
+            mark = "✓" if line.ok else "✗"
+            colour = "#1a7f37" if line.ok else "#cf222e"
+            fix = f"<br/><em>→ {html.escape(line.fix)}</em>" if line.fix else ""
+            rows.append(
+                f"<tr><td style='color:{colour};font-weight:bold'>{mark}</td>"
+                f"<td style='text-align:left'>{html.escape(line.text)}{fix}</td></tr>"
+            )
+        verdict = "all correct" if self.ok else "not yet"
+        return (
+            f"<div><strong>{html.escape(self.title)}: {verdict}</strong>"
+            f"<table>{''.join(rows)}</table></div>"
+        )
+
+
+# -- evidence ------------------------------------------------------------------------------------
+
+
+def _log(kit: target.Kit, since: int | None) -> list[dict[str, Any]]:
+    return kit.sandbox.requests_since(since or 0)
+
+
+def _needs_sandbox(report: Report) -> Report:
+    report.add(
+        False,
+        "this check reads the sandbox's request log, which Azure does not have",
+        "Run the notebook against the sandbox to grade it, or look at your resource's "
+        "diagnostic logs in the portal.",
+    )
+    return report
+
+
+def _find(entries: Iterable[dict[str, Any]], **want: Any) -> list[dict[str, Any]]:
+    """Entries whose fields equal the wanted values (a callable value is a predicate)."""
+    found = []
+    for e in entries:
+        if all(v(e.get(k)) if callable(v) else e.get(k) == v for k, v in want.items()):
+            found.append(e)
+    return found
+
+
+def _contains(*words: str) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, str) and all(w.lower() in value.lower() for w in words)
+
+
+def _is_acs(audience: Any) -> bool:
+    return isinstance(audience, str) and audience.rstrip("/").lower() == ACS_AUDIENCE
+
+
+def _mgmt(kit: target.Kit, credential: Any) -> tuple[Any, Any, Any]:
+    from azure.mgmt.authorization import AuthorizationManagementClient
+    from azure.mgmt.msi import ManagedServiceIdentityClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    kwargs = target.mgmt_client_kwargs()
+    return (
+        ResourceManagementClient(credential, kit.subscription_id, **kwargs),
+        ManagedServiceIdentityClient(credential, kit.subscription_id, **kwargs),
+        AuthorizationManagementClient(credential, kit.subscription_id, **kwargs),
+    )
+
+
+def _identity_of(resources: Any, rid: str, api_version: str) -> dict[str, Any]:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        found = resources.resources.get_by_id(rid, api_version=api_version)
+    except ResourceNotFoundError:
+        return {"missing": True}
+    ident = getattr(found, "identity", None)
+    if ident is None:
+        return {}
+    return ident.as_dict() if hasattr(ident, "as_dict") else dict(ident)
+
+
+def _principals(kit: target.Kit, credential: Any) -> dict[str, str | None]:
+    """Principal ids of the tutorial's three identities (None where there is none)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    resources, msi, _ = _mgmt(kit, credential)
+    vm = _identity_of(
+        resources,
+        progress.host_id(kit, progress.VM_NAME, progress.VM_TYPE),
+        progress.API_VERSIONS[progress.VM_TYPE],
+    )
+    func = _identity_of(
+        resources,
+        progress.host_id(kit, progress.FUNC_NAME, progress.FUNC_TYPE),
+        progress.API_VERSIONS[progress.FUNC_TYPE],
+    )
+    try:
+        uai = msi.user_assigned_identities.get(kit.resource_group, progress.UAI_NAME)
+    except ResourceNotFoundError:
+        uai = None
+    return {
+        "vm": vm.get("principalId"),
+        "func": func.get("principalId"),
+        "uai": uai.principal_id if uai else None,
+        "uai_id": uai.id if uai else None,
+        "func_user_assigned": ",".join(k.lower() for k in func.get("userAssignedIdentities") or {}),
+    }
+
+
+def _roles_by_principal(kit: target.Kit, credential: Any) -> dict[str, list[tuple[str, str]]]:
+    """principal id → [(role name, scope)] for assignments that apply to the ACS resource."""
+    _, _, auth = _mgmt(kit, credential)
+    names = {}
+    for role in auth.role_definitions.list(kit.acs_resource_id):
+        names[role.name.lower()] = role.role_name
+    found: dict[str, list[tuple[str, str]]] = {}
+    for a in auth.role_assignments.list_for_scope(kit.acs_resource_id):
+        role = names.get(a.role_definition_id.rsplit("/", 1)[-1].lower(), "a custom role")
+        found.setdefault(a.principal_id, []).append((role, a.scope))
+    return found
+
+
+# -- notebook 0 ----------------------------------------------------------------------------------
+
+
+def ready(kit: target.Kit) -> Report:
+    """Notebook 0: the target answers, and the developer is signed in."""
+    report = Report("Set-up")
+    if kit.target != target.SANDBOX:
+        from azure.identity import AzureCliCredential
+
+        try:
+            AzureCliCredential().get_token(target.ARM_SCOPE)
+            report.add(True, "the Azure CLI gives you a Resource Manager token (az login done)")
+        except Exception as e:  # noqa: BLE001 - any failure means the same fix
+            report.add(
+                False, f"no token from the Azure CLI ({type(e).__name__})", "Run `az login`."
+            )
+        return report
+    report.add(
+        kit.sandbox.call("GET", "/_sandbox/health").get("status") == "ok",
+        "the sandbox answers over HTTPS with a certificate this kernel trusts",
+        "Run `python -m sandbox start` in a terminal and re-run the set-up cell.",
+    )
+    signed_in = _find(
+        _log(kit, 0),
+        decision="issued",
+        credential=lambda c: c in ("device-code", "refresh-token"),
+        caller=_contains("developer@"),
+    )
+    report.add(
+        bool(signed_in),
+        "Microsoft Entra ID issued a token to developer@… after a device-code sign-in",
+        "Run the sign-in cells of step 4 (helpers.az_login(), approve, login.wait()).",
+    )
+    return report
+
+
+# -- notebooks 1 and 2 ---------------------------------------------------------------------------
+
+
+def identities_enabled(kit: target.Kit, credential: Any) -> Report:
+    """Notebook 1: read from Resource Manager with your credential."""
+    report = Report("Managed identities")
+    p = _principals(kit, credential)
+    report.add(
+        p["vm"] is not None,
+        "vm-tutorial has a system-assigned identity",
+        "Run the step that PATCHes vm-tutorial with identity type 'SystemAssigned'.",
+    )
+    report.add(
+        p["func"] is not None,
+        "func-tutorial has a system-assigned identity",
+        "PATCH func-tutorial with identity type 'SystemAssigned, UserAssigned'.",
+    )
+    report.add(
+        p["uai"] is not None,
+        f"the user-assigned identity {progress.UAI_NAME} exists",
+        "Run the step that calls user_assigned_identities.create_or_update.",
+    )
+    report.add(
+        bool(p["uai_id"]) and p["uai_id"].lower() in p["func_user_assigned"].split(","),
+        f"{progress.UAI_NAME} is attached to func-tutorial",
+        "Include it in func-tutorial's identity.userAssignedIdentities.",
+    )
+    return report
+
+
+def roles_assigned(kit: target.Kit, credential: Any) -> Report:
+    """Notebook 2: each identity holds a data-plane role on the ACS resource, ideally the
+    narrowest one, and the broader roles are flagged."""
+    report = Report("Role assignments on acs-tutorial")
+    p = _principals(kit, credential)
+    roles = _roles_by_principal(kit, credential)
+    for key, label in (
+        ("vm", "vm-tutorial's identity"),
+        ("func", "func-tutorial's identity"),
+        ("uai", progress.UAI_NAME),
+    ):
+        held = roles.get(p[key] or "", [])
+        usable = [r for r, _ in held if r in DATA_PLANE_ROLES]
+        if not report.add(
+            bool(usable),
+            f"{label} holds a role that reaches the ACS data plane",
+            f"Assign '{LEAST_PRIVILEGE}' to it on the ACS resource (step 3).",
+        ):
+            continue
+        report.add(
+            LEAST_PRIVILEGE in usable,
+            f"{label}'s role is the narrowest that works ({LEAST_PRIVILEGE})",
+            f"It holds {', '.join(sorted(set(usable)))}: that works, but can do more than "
+            f"needed; prefer '{LEAST_PRIVILEGE}'.",
+        )
+        narrow = [s for r, s in held if r == LEAST_PRIVILEGE]
+        report.add(
+            any(s.lower() == kit.acs_resource_id.lower() for s in narrow),
+            f"{label}'s role is scoped to the ACS resource itself",
+            "Assign it at the resource's id, not the resource group or the subscription.",
+        )
+    return report
+
+
+# -- notebook 3 ----------------------------------------------------------------------------------
+
+
+def authenticated_everywhere(kit: target.Kit, since: int) -> Report:
+    """Notebook 3: tokens for ACS were issued to each kind of caller since ``since``."""
+    report = Report("Who got a token for Communication Services")
+    if kit.target != target.SANDBOX:
+        return _needs_sandbox(report)
+    log = _log(kit, since)
+    acs = [e for e in log if e.get("decision") == "issued" and _is_acs(e.get("audience"))]
+    report.add(
+        bool(_find(acs, caller=_contains("developer@"))),
+        "the developer (AzureCliCredential, after az login)",
+        "Run the developer steps with DefaultAzureCredential().",
+    )
+    report.add(
+        bool(_find(acs, credential="client-secret")),
+        "the service principal (ClientSecretCredential)",
+        "Run the service-principal step.",
+    )
+    for host, kind, text in (
+        ("vm-tutorial", "SystemAssigned", "vm-tutorial's system-assigned identity (IMDS)"),
+        (
+            "func-tutorial",
+            "SystemAssigned",
+            "func-tutorial's system-assigned identity (App Service)",
+        ),
+        (progress.UAI_NAME, "UserAssigned", f"{progress.UAI_NAME}, picked by its client id"),
+    ):
+        found = _find(acs, listener="mi", identity_kind=kind, caller=host)
+        report.add(bool(found), text, "Run the step that acts as that host.")
+    return report
+
+
+# -- notebooks 4 and 5 ---------------------------------------------------------------------------
+
+
+def _managed_identity_caller(value: Any) -> bool:
+    return isinstance(value, str) and "managed identity" in value
+
+
+def identity_api_with_managed_identity(kit: target.Kit, since: int) -> Report:
+    """Notebook 4: the Identity API calls were authorized by a managed identity's token."""
+    report = Report("Identity API calls")
+    if kit.target != target.SANDBOX:
+        return _needs_sandbox(report)
+    log = _log(kit, since)
+    by_mi = _find(log, credential="bearer", decision="allowed", caller=_managed_identity_caller)
+    for operation, text in (
+        ("Identity.Create", "a user was created"),
+        ("Identity.IssueToken", "a user access token was issued"),
+        ("Identity.RevokeTokens", "a user's tokens were revoked"),
+        ("Identity.Delete", "a user was deleted"),
+    ):
+        report.add(
+            bool(_find(by_mi, operation=operation)),
+            f"{text}, authorized by a managed identity's Microsoft Entra ID token",
+            f"Run the {operation.split('.')[1]} step acting as vm-tutorial.",
+        )
+    hmac = _find(log, credential="hmac", decision="allowed")
+    report.add(
+        bool(hmac),
+        "the access-key comparison ran too (HMAC-signed, no identity in the log)",
+        "Run the access-key step to compare what the log records.",
+    )
+    return report
+
+
+def sms_with_managed_identity(kit: target.Kit, since: int, host: str = "vm-tutorial") -> Report:
+    """Notebook 5: the SMS went out with ``host``'s managed identity, not with an access key."""
+    report = Report("SMS sending")
+    if kit.target != target.SANDBOX:
+        return _needs_sandbox(report)
+    log = _log(kit, since)
+    sends = _find(log, operation="Sms.Send")
+    mine = _find(
+        sends,
+        credential="bearer",
+        decision="allowed",
+        status=202,
+        caller=lambda c: isinstance(c, str) and c.startswith(host) and "managed identity" in c,
+    )
+    report.add(
+        bool(mine),
+        f"an SMS was accepted (202) for {host}'s managed identity",
+        f"Send with SmsClient(kit.acs_endpoint, DefaultAzureCredential()) acting as {host}.",
+    )
+    report.add(
+        not _find(sends, credential="hmac"),
+        "no SMS was signed with an access key",
+        "Build the SmsClient with a credential, not from a connection string.",
+    )
+    report.add(
+        any((e.get("recipients") or 0) > 1 for e in mine),
+        "one request reached several recipients",
+        "Pass a list of numbers as `to`.",
+    )
+    return report
+
+
+# -- notebook 6 ----------------------------------------------------------------------------------
+
+# (what the learner met, the evidence in the log, the section to revisit)
+_LAB: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "missing role: 403 AuthorizationFailed",
+        {"status": 403, "reason": _contains("no role")},
+        "Missing role",
+    ),
+    (
+        "wrong audience: 401",
+        {"status": 401, "reason": _contains("audience")},
+        "Wrong audience",
+    ),
+    (
+        "expired token: 401",
+        {"status": 401, "reason": _contains("expired")},
+        "Expired token",
+    ),
+    (
+        "identity not enabled: the identity endpoint said 'Identity not found'",
+        {"listener": "mi", "decision": "refused", "reason": _contains("identity not found")},
+        "Identity not enabled",
+    ),
+    (
+        "identity endpoint unreachable",
+        {"listener": "mi", "reason": _contains("mi_unreachable")},
+        "Identity endpoint unreachable",
+    ),
+    (
+        "throttling: 429 Too Many Requests",
+        {"status": 429},
+        "Throttling",
+    ),
+    (
+        "HMAC clock skew: 401 outside the allowed window",
+        {"status": 401, "credential": "hmac", "reason": _contains("window")},
+        "HMAC clock skew",
+    ),
+    (
+        "rotated key: 401 signature mismatch",
+        {"status": 401, "credential": "hmac", "reason": _contains("signature mismatch")},
+        "Rotated key",
+    ),
+]
+
+
+def troubleshooting(kit: target.Kit, since: int) -> Report:
+    """Notebook 6: each failure was met (the log shows it) and, after it, the call worked."""
+    report = Report("Troubleshooting lab")
+    if kit.target != target.SANDBOX:
+        return _needs_sandbox(report)
+    log = _log(kit, since)
+    for text, want, section in _LAB:
+        report.add(bool(_find(log, **want)), text, f"Work through the section '{section}'.")
+    last_acs = [e for e in log if e.get("operation")]
+    report.add(
+        bool(last_acs) and last_acs[-1].get("decision") == "allowed",
+        "the last data-plane call worked again (everything fixed)",
+        "Run the last 'fix' cell again.",
+    )
+    return report
+
+
+# -- notebook 7 ----------------------------------------------------------------------------------
+
+
+def cleaned_up(kit: target.Kit, credential: Any) -> Report:
+    """Notebook 7: nothing the tutorial granted or enabled is left."""
+    report = Report("Clean-up")
+    p = _principals(kit, credential)
+    roles = _roles_by_principal(kit, credential)
+    report.add(p["vm"] is None, "vm-tutorial has no system-assigned identity", "Run step 3.")
+    report.add(p["func"] is None, "func-tutorial has no system-assigned identity", "Run step 3.")
+    report.add(
+        p["uai"] is None,
+        f"the user-assigned identity {progress.UAI_NAME} is deleted",
+        "Run step 4.",
+    )
+    left = [
+        pid
+        for pid, held in roles.items()
+        if any(s.lower() == kit.acs_resource_id.lower() for _, s in held)
+    ]
+    report.add(
+        not left,
+        "no role assignment is left on acs-tutorial itself",
+        f"{len(left)} principal(s) still hold a role there: run step 2.",
+    )
+    return report

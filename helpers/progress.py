@@ -1,0 +1,227 @@
+"""Catching up: put the target in the state the earlier notebooks leave behind.
+
+Each notebook's set-up cell calls ``helpers.catch_up(through=N - 1)``, so a learner can open any
+notebook first, and the notebook tests can run every notebook in its own fresh sandbox at once.
+The steps are the ones the notebooks teach, done with the same management SDK calls as the
+developer, and each is skipped when its result is already there (so calling it twice, or after
+doing the notebooks by hand, changes nothing).
+
+On the azure target it changes nothing: it never creates or grants anything in a real
+subscription behind the learner's back; it only says which notebooks to do first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from helpers import sandbox_api, target
+
+# The names the tutorial uses (notebook 1 creates / enables them, notebook 2 grants the role).
+VM_NAME = "vm-tutorial"
+FUNC_NAME = "func-tutorial"
+UAI_NAME = "id-acs-tutorial"
+ROLE_NAME = "Communication and Email Service Owner"
+VM_TYPE = "Microsoft.Compute/virtualMachines"
+FUNC_TYPE = "Microsoft.Web/sites"
+API_VERSIONS = {VM_TYPE: "2024-07-01", FUNC_TYPE: "2023-12-01"}
+
+# What each notebook leaves behind, for the message catch_up prints.
+STEPS = {
+    0: "the sandbox runs and the developer is signed in (az login)",
+    1: "system-assigned identities on vm-tutorial and func-tutorial; "
+    "id-acs-tutorial created and attached to func-tutorial",
+    2: f"'{ROLE_NAME}' on acs-tutorial for those three identities",
+}
+
+_CODE = re.compile(r"enter the code (\S+)")
+
+
+class CatchUpError(RuntimeError):
+    """A catch-up step failed; the message names the step and the notebook that teaches it."""
+
+
+def host_id(kit: target.Kit, name: str, rtype: str) -> str:
+    return (
+        f"/subscriptions/{kit.subscription_id}/resourceGroups/{kit.resource_group}"
+        f"/providers/{rtype}/{name}"
+    )
+
+
+@contextmanager
+def _as_developer(kit: target.Kit) -> Iterator[dict[str, str]]:
+    """Run the block with the developer persona's environment, then put the kernel's back."""
+    saved = dict(os.environ)
+    sandbox_api.apply_env(os.environ, kit.sandbox.persona("developer"))
+    try:
+        yield dict(os.environ)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _az(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    az = shutil.which("az", path=env.get("PATH"))
+    if az is None:
+        raise CatchUpError("The sandbox's `az` is not on PATH for the developer persona.")
+    return subprocess.run(
+        [az, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def sign_in_developer(kit: target.Kit, timeout: float = 30) -> bool:
+    """Sign the developer in to the sandbox's ``az`` if needed (device code, approved through the
+    control API as a facilitator would). Returns True when a sign-in happened."""
+    with _as_developer(kit) as env:
+        if _az(env, "account", "show").returncode == 0:
+            return False
+        az = shutil.which("az", path=env.get("PATH"))
+        proc = subprocess.Popen(
+            [az, "login", "--use-device-code"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            code = None
+            while code is None and time.monotonic() < deadline:
+                line = proc.stderr.readline()
+                if not line and proc.poll() is not None:
+                    break
+                found = _CODE.search(line)
+                code = found.group(1) if found else None
+            if code is None:
+                raise CatchUpError("`az login --use-device-code` printed no code.")
+            kit.sandbox.approve(code)
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        if proc.returncode != 0:
+            raise CatchUpError("`az login` did not complete after the code was approved.")
+        return True
+
+
+def _identity(resource: Any) -> dict[str, Any]:
+    ident = getattr(resource, "identity", None)
+    if ident is None:
+        return {}
+    return ident.as_dict() if hasattr(ident, "as_dict") else dict(ident)
+
+
+def enable_identities(kit: target.Kit, credential: Any) -> dict[str, str]:
+    """Notebook 1's result; returns the principal ids by name (vm, func, uai) and the uai's id."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.mgmt.msi import ManagedServiceIdentityClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    kwargs = target.mgmt_client_kwargs()
+    resources = ResourceManagementClient(credential, kit.subscription_id, **kwargs)
+    msi = ManagedServiceIdentityClient(credential, kit.subscription_id, **kwargs)
+
+    vm_id = host_id(kit, VM_NAME, VM_TYPE)
+    vm = resources.resources.get_by_id(vm_id, api_version=API_VERSIONS[VM_TYPE])
+    if "SystemAssigned" not in str(_identity(vm).get("type", "")):
+        vm = resources.resources.begin_update_by_id(
+            vm_id, {"identity": {"type": "SystemAssigned"}}, api_version=API_VERSIONS[VM_TYPE]
+        ).result()
+
+    try:
+        uai = msi.user_assigned_identities.get(kit.resource_group, UAI_NAME)
+    except ResourceNotFoundError:
+        location = resources.resource_groups.get(kit.resource_group).location
+        uai = msi.user_assigned_identities.create_or_update(
+            kit.resource_group, UAI_NAME, {"location": location}
+        )
+
+    func_id = host_id(kit, FUNC_NAME, FUNC_TYPE)
+    func = resources.resources.get_by_id(func_id, api_version=API_VERSIONS[FUNC_TYPE])
+    ident = _identity(func)
+    attached = {k.lower() for k in (ident.get("userAssignedIdentities") or {})}
+    if "SystemAssigned" not in str(ident.get("type", "")) or uai.id.lower() not in attached:
+        func = resources.resources.begin_update_by_id(
+            func_id,
+            {
+                "identity": {
+                    "type": "SystemAssigned, UserAssigned",
+                    "userAssignedIdentities": {uai.id: {}},
+                }
+            },
+            api_version=API_VERSIONS[FUNC_TYPE],
+        ).result()
+    return {
+        "vm": _identity(vm)["principalId"],
+        "func": _identity(func)["principalId"],
+        "uai": uai.principal_id,
+        "uai_id": uai.id,
+        "uai_client_id": uai.client_id,
+    }
+
+
+def assign_roles(kit: target.Kit, credential: Any, principals: dict[str, str]) -> None:
+    """Notebook 2's result: the role on the ACS resource for each of the three identities."""
+    from azure.mgmt.authorization import AuthorizationManagementClient
+    from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
+
+    auth = AuthorizationManagementClient(
+        credential, kit.subscription_id, **target.mgmt_client_kwargs()
+    )
+    scope = kit.acs_resource_id
+    role = next(iter(auth.role_definitions.list(scope, filter=f"roleName eq '{ROLE_NAME}'")))
+    held = {
+        a.principal_id
+        for a in auth.role_assignments.list_for_scope(scope)
+        if a.role_definition_id.rsplit("/", 1)[-1] == role.name and a.scope.lower() == scope.lower()
+    }
+    for key in ("vm", "func", "uai"):
+        if principals[key] in held:
+            continue
+        auth.role_assignments.create(
+            scope,
+            str(uuid.uuid4()),
+            RoleAssignmentCreateParameters(
+                role_definition_id=role.id,
+                principal_id=principals[key],
+                principal_type="ServicePrincipal",
+            ),
+        )
+
+
+def catch_up(through: int, quiet: bool = False) -> str:
+    """Make the target look as if notebooks 1..``through`` had been done (0: only the sandbox and
+    the developer's sign-in). Idempotent; on Azure it only says what to do. Returns the message
+    it prints."""
+    kit = target.current()
+    done = [STEPS[n] for n in sorted(STEPS) if n <= through]
+    if kit.target != target.SANDBOX:
+        message = (
+            "azure target: catch_up changes nothing in your subscription. Make sure you have "
+            f"done notebooks 0-{through} first (" + "; ".join(done) + ")."
+        )
+    else:
+        persona = kit.persona or "developer"
+        sign_in_developer(kit)
+        if through >= 1:
+            from azure.identity import AzureCliCredential
+
+            with _as_developer(kit):
+                credential = AzureCliCredential()
+                principals = enable_identities(kit, credential)
+                if through >= 2:
+                    assign_roles(kit, credential, principals)
+        kit.sandbox.call("DELETE", "/_sandbox/faults")
+        target.act_as(persona)
+        message = f"caught up through notebook {through}: " + "; ".join(done) + "."
+    if not quiet:
+        print(message)
+    return message
