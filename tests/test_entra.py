@@ -440,6 +440,7 @@ def sandbox_key(sandbox):
         ("wrong-audience", 400, 70021),
         ("wrong-issuer", 400, 70021),
         ("expired", 400, 700024),
+        ("exp-not-a-number", 400, 700024),
         ("garbage", 400, 50027),
         ("wrong-type", 400, 50027),
     ],
@@ -455,6 +456,7 @@ def test_forged_or_stale_assertions_are_refused(sandbox, control, sandbox_key, f
         "expired": lambda: _assertion(
             sandbox, sandbox_key, iat=int(time.time()) - 7200, exp=int(time.time()) - 3600
         ),
+        "exp-not-a-number": lambda: _assertion(sandbox, sandbox_key, exp="soon"),
         "garbage": lambda: "not.a.jwt",
         "wrong-type": lambda: _assertion(sandbox, sandbox_key),
     }[forge]()
@@ -633,3 +635,69 @@ def test_refresh_token_gets_other_resources_and_dies_on_reset(sandbox, fresh, sp
     fresh.reset()
     status, body = refresh(sandbox, again["refresh_token"], ACS_SCOPE)
     assert status == 400 and body["error"] == "invalid_grant"
+
+
+# -- the model without HTTP: time-dependent rules, with the in-process clock moved -----------------
+
+
+@pytest.fixture
+def model(tmp_path):
+    from sandbox import clock
+    from sandbox.entra.models import Entra
+    from sandbox.entra.tokens import TokenService
+    from sandbox.store import Store
+
+    store = Store(tmp_path / "entra.sqlite3")
+    world.seed(store)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    yield Entra(store, TokenService(key, "https://127.0.0.1:1"), "https://127.0.0.1:1")
+    clock.set_skew(0)
+    store.close()
+
+
+def test_model_device_code_expires_after_fifteen_minutes(model):
+    from sandbox import clock
+    from sandbox.entra.models import EntraError
+
+    flow = model.start_device_flow(TENANT, {"client_id": CLI, "scope": ACS_SCOPE}, {})
+    clock.set_skew(899)
+    poll_form = {"grant_type": GRANT_DC, "client_id": CLI, "device_code": flow["device_code"]}
+    with pytest.raises(EntraError) as pending:
+        model.token(TENANT, poll_form, {})
+    assert pending.value.error == "authorization_pending"
+    clock.set_skew(901)
+    with pytest.raises(EntraError) as expired:
+        model.token(TENANT, poll_form, {})
+    assert (expired.value.error, expired.value.code) == ("expired_token", 70020)
+    developer = model.store.get("principal", world.DEVELOPER_OID)
+    with pytest.raises(ValueError, match="expired"):
+        model.decide_device_code(flow["user_code"], developer, approve=True)
+
+
+def test_model_refresh_tokens_rotate_and_expire(model):
+    from sandbox import clock
+    from sandbox.entra.models import REFRESH_TOKENS_KEPT, EntraError
+
+    scope = f"{ACS_SCOPE} offline_access openid"
+    flow = model.start_device_flow(TENANT, {"client_id": CLI, "scope": scope}, {})
+    developer = model.store.get("principal", world.DEVELOPER_OID)
+    model.decide_device_code(flow["user_code"], developer, approve=True)
+    form = {"grant_type": GRANT_DC, "client_id": CLI, "device_code": flow["device_code"]}
+    issued = [model.token(TENANT, form, {})["refresh_token"]]
+    for _ in range(REFRESH_TOKENS_KEPT):
+        form = {"grant_type": "refresh_token", "client_id": CLI, "scope": scope,
+                "refresh_token": issued[-1]}  # fmt: skip
+        issued.append(model.token(TENANT, form, {})["refresh_token"])
+    stale = {"grant_type": "refresh_token", "client_id": CLI, "scope": scope,
+             "refresh_token": issued[0]}  # fmt: skip
+    with pytest.raises(EntraError) as rotated_out:
+        model.token(TENANT, stale, {})
+    assert rotated_out.value.code == 70000
+    assert model.store.count("refresh_token") == REFRESH_TOKENS_KEPT
+    assert issued[-1] not in json.dumps(model.store.list("refresh_token"))  # only hashes kept
+
+    clock.set_skew(91 * 24 * 3600)
+    latest = dict(stale, refresh_token=issued[-1])
+    with pytest.raises(EntraError) as expired:
+        model.token(TENANT, latest, {})
+    assert expired.value.code == 700082

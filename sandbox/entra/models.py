@@ -117,8 +117,12 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%m/%d/%Y %H:%M:%S")
+def _iso(epoch: Any) -> str:
+    """Entra's time format in messages; claims come from callers, so anything may arrive."""
+    try:
+        return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%m/%d/%Y %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(epoch)
 
 
 @dataclass(frozen=True)
@@ -377,8 +381,8 @@ class Entra:
                 "invalid_client",
                 700024,
                 f"Client assertion is not within its valid time range. Current time: "
-                f"{_iso(now)}, assertion valid from {_iso(nbf or 0)}, expiry time of assertion "
-                f"{_iso(exp or 0)}.",
+                f"{_iso(now)}, assertion valid from {_iso(nbf)}, expiry time of assertion "
+                f"{_iso(exp)}.",
             )
 
     def mint_federated_token(self, client_id: str) -> dict[str, Any]:
