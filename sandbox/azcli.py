@@ -188,6 +188,7 @@ def login(settings: Settings, opts: dict[str, str]) -> int:
     user = claims.get("preferred_username") or claims.get("upn") or "unknown"
     subs = _subscriptions(settings, instance, result["access_token"], home, user)
     exp = int(time.time()) + int(result.get("expires_in", 3599))
+    first = {"accessToken": result["access_token"], "exp": exp}
     _save_profile(
         settings,
         {
@@ -195,7 +196,7 @@ def login(settings: Settings, opts: dict[str, str]) -> int:
             "user": {"name": user, "type": "user"},
             "refresh_token": result.get("refresh_token", ""),
             "subscriptions": subs,
-            "tokens": {f"{home}|{scope}": {"accessToken": result["access_token"], "exp": exp}},
+            "tokens": {f"{base}|{home}|{scope}": first},
         },
     )
     print(json.dumps(subs, indent=2))
@@ -238,10 +239,11 @@ def get_access_token(settings: Settings, opts: dict[str, str]) -> dict[str, Any]
     scope = opts.get("--scope") or (opts.get("--resource") or DEFAULT_RESOURCE) + "/.default"
     tenant = opts.get("--tenant") or profile["tenant_id"]
     sub = _subscription(profile, opts.get("--subscription"))
-    key = f"{tenant}|{scope}"
+    instance = _sandbox(settings)
+    # The issuer names the sandbox's URL: a token from before a restart on another port is void.
+    key = f"{instance['https_url']}|{tenant}|{scope}"
     cached = profile.get("tokens", {}).get(key)
     if not cached or cached["exp"] - time.time() < REFRESH_MARGIN:
-        instance = _sandbox(settings)
         status, result = _call(
             settings,
             f"{instance['https_url']}/{urllib.parse.quote(tenant)}/oauth2/v2.0/token",
