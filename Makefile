@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup tutorial test sandbox-stop lint clean
+.PHONY: setup tutorial test sandbox-stop lint clean site
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 sandbox-stop: $(STAMP)
 	$(PY) -m sandbox stop
+
+# The notebooks with their committed outputs as static HTML in site/ (nothing is executed).
+site: $(STAMP)
+	$(PY) tools/build_site.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
