@@ -25,7 +25,9 @@ from sandbox.config import Settings
 
 
 def temp_settings() -> Settings:
-    return Settings(state_dir=Path(tempfile.mkdtemp(prefix="bench-sandbox-")), https_port=0, mi_port=0)
+    return Settings(
+        state_dir=Path(tempfile.mkdtemp(prefix="bench-sandbox-")), https_port=0, mi_port=0
+    )
 
 
 def start_bare(app: Starlette, ssl: dict[str, str] | None = None) -> tuple[str, Callable[[], None]]:
@@ -33,7 +35,9 @@ def start_bare(app: Starlette, ssl: dict[str, str] | None = None) -> tuple[str, 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **(ssl or {}))
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", **(ssl or {})
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
