@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helpers import progress, target
+from helpers.redact import token_claims
 
 ACS_AUDIENCE = "https://communication.azure.com"
 DATA_PLANE_ROLES = ("Communication and Email Service Owner", "Contributor", "Owner")
@@ -175,35 +176,35 @@ def _roles_by_principal(kit: target.Kit, credential: Any) -> dict[str, list[tupl
 
 
 def ready(kit: target.Kit) -> Report:
-    """Notebook 0: the target answers, and the developer is signed in."""
-    report = Report("Set-up")
-    if kit.target != target.SANDBOX:
-        from azure.identity import AzureCliCredential
+    """Notebook 0: the target answers, and the developer's Azure CLI sign-in gives tokens."""
+    from azure.identity import AzureCliCredential
 
-        try:
-            AzureCliCredential().get_token(target.ARM_SCOPE)
-            report.add(True, "the Azure CLI gives you a Resource Manager token (az login done)")
-        except Exception as e:  # noqa: BLE001 - any failure means the same fix
-            report.add(
-                False, f"no token from the Azure CLI ({type(e).__name__})", "Run `az login`."
-            )
-        return report
-    report.add(
-        kit.sandbox.call("GET", "/_sandbox/health").get("status") == "ok",
-        "the sandbox answers over HTTPS with a certificate this kernel trusts",
-        "Run `python -m sandbox start` in a terminal and re-run the set-up cell.",
-    )
-    signed_in = _find(
-        _log(kit, 0),
-        decision="issued",
-        credential=lambda c: c in ("device-code", "refresh-token"),
-        caller=_contains("developer@"),
-    )
-    report.add(
-        bool(signed_in),
-        "Microsoft Entra ID issued a token to developer@… after a device-code sign-in",
-        "Run the sign-in cells of step 4 (helpers.az_login(), approve, login.wait()).",
-    )
+    report = Report("Set-up")
+    if kit.target == target.SANDBOX:
+        report.add(
+            kit.sandbox.call("GET", "/_sandbox/health").get("status") == "ok",
+            "the sandbox answers over HTTPS with a certificate this kernel trusts",
+            "Run `python -m sandbox start` in a terminal and re-run the set-up cell.",
+        )
+    try:
+        if kit.target == target.SANDBOX:
+            with progress._as_developer(kit):
+                token = AzureCliCredential().get_token(target.ARM_SCOPE)
+        else:
+            token = AzureCliCredential().get_token(target.ARM_SCOPE)
+        claims = token_claims(token.token)
+        who = claims.get("upn") or claims.get("preferred_username") or "a user"
+        report.add(
+            claims.get("idtyp", "user") == "user",
+            f"the Azure CLI gives Resource Manager tokens as {who} (az login done)",
+            "Sign in as a user with `az login`, not as a service principal.",
+        )
+    except Exception as e:  # noqa: BLE001 - every failure has the same fix
+        report.add(
+            False,
+            f"the Azure CLI gives no token ({type(e).__name__})",
+            "Run the sign-in cells of step 4 (on Azure: `az login` in a terminal).",
+        )
     return report
 
 

@@ -80,7 +80,8 @@ def sign_in_developer(kit: target.Kit, timeout: float = 30) -> bool:
     """Sign the developer in to the sandbox's ``az`` if needed (device code, approved through the
     control API as a facilitator would). Returns True when a sign-in happened."""
     with _as_developer(kit) as env:
-        if _az(env, "account", "show").returncode == 0:
+        # A token, not just `az account show`: a profile whose sign-in no longer works fails.
+        if _az(env, "account", "get-access-token", "--output", "json").returncode == 0:
             return False
         az = shutil.which("az", path=env.get("PATH"))
         proc = subprocess.Popen(

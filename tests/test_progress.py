@@ -1,0 +1,88 @@
+"""helpers.catch_up: the state each notebook starts from, made with the real management SDKs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from azure.identity import AzureCliCredential
+from azure.mgmt.authorization import AuthorizationManagementClient
+
+import helpers
+from helpers import progress
+
+
+@pytest.fixture
+def kit(sandbox, fresh, monkeypatch):
+    """helpers.setup() against the session's sandbox; the kernel-wide env changes are undone."""
+    saved = dict(os.environ)
+    monkeypatch.setenv("SANDBOX_STATE_DIR", sandbox["state_dir"])
+    monkeypatch.setenv("KIT_TARGET", "sandbox")
+    kit = helpers.setup()
+    yield kit
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _mgmt_log(kit, since):
+    return [e for e in kit.sandbox.requests_since(since) if e["path"].startswith("/subscriptions")]
+
+
+def test_through_0_signs_the_developer_in_with_a_device_code(kit):
+    mark = kit.sandbox.mark()
+    helpers.catch_up(through=0, quiet=True)
+    entries = kit.sandbox.requests_since(mark)
+    assert any(
+        e.get("credential") == "device-code" and e.get("decision") == "issued" for e in entries
+    )
+    writes = [e for e in _mgmt_log(kit, mark) if e["method"] != "GET"]
+    assert writes == []  # nothing of notebook 1 yet
+    # the developer's az now answers
+    assert AzureCliCredential().get_token(helpers.target.ARM_SCOPE).token
+
+
+def test_through_2_enables_identities_and_grants_the_narrow_role(kit):
+    helpers.catch_up(through=2, quiet=True)
+    with progress._as_developer(kit):
+        credential = AzureCliCredential()
+        principals = progress.enable_identities(kit, credential)
+        auth = AuthorizationManagementClient(
+            credential, kit.subscription_id, **helpers.mgmt_client_kwargs()
+        )
+        held = {
+            a.principal_id: a.role_definition_id.rsplit("/", 1)[-1]
+            for a in auth.role_assignments.list_for_scope(kit.acs_resource_id)
+            if a.scope.lower() == kit.acs_resource_id.lower()
+        }
+    narrow = "09976791-48a7-449e-bb21-39d1a415f350"  # Communication and Email Service Owner
+    assert {held.get(principals[k]) for k in ("vm", "func", "uai")} == {narrow}
+
+
+def test_is_idempotent_and_leaves_the_persona(kit):
+    helpers.catch_up(through=2, quiet=True)
+    helpers.act_as("vm-tutorial")
+    mark = kit.sandbox.mark()
+    helpers.catch_up(through=2, quiet=True)
+    writes = [e for e in _mgmt_log(kit, mark) if e["method"] in ("PUT", "PATCH", "DELETE")]
+    assert writes == []
+    assert kit.persona == "vm-tutorial"
+    assert "vm-tutorial" in os.environ["AZURE_POD_IDENTITY_AUTHORITY_HOST"]
+
+
+def test_signs_in_only_once(kit):
+    with progress._as_developer(kit) as env:
+        progress._az(env, "logout")
+    assert progress.sign_in_developer(kit) is True
+    assert progress.sign_in_developer(kit) is False
+
+
+def test_clears_faults(kit):
+    kit.sandbox.call("POST", "/_sandbox/faults/throttle", {"count": 3})
+    helpers.catch_up(through=0, quiet=True)
+    assert kit.sandbox.call("GET", "/_sandbox/faults")["faults"] == {}
+
+
+def test_azure_target_changes_nothing(kit, monkeypatch):
+    monkeypatch.setattr(kit, "target", "azure")
+    message = helpers.catch_up(through=2, quiet=True)
+    assert "changes nothing" in message and "notebooks 0-2" in message
