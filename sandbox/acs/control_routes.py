@@ -108,6 +108,16 @@ async def inbox(request: Request) -> Response:
 
 
 @_handle
+async def all_inboxes(request: Request) -> Response:
+    """Every delivered message, oldest first, with a count per phone (one call for many)."""
+    messages = SmsService(sandbox_of(request).store, _resource(request)).inbox(None)
+    counts: dict[str, int] = {}
+    for m in messages:
+        counts[m["to"]] = counts.get(m["to"], 0) + 1
+    return JSONResponse({"count": len(messages), "phones": counts, "messages": messages})
+
+
+@_handle
 async def reply(request: Request) -> Response:
     body = await _json(request)
     if not isinstance(body, dict):
@@ -168,6 +178,7 @@ def routes() -> list[Route]:
         Route("/_sandbox/faults", clear_faults, methods=["DELETE"]),
         Route("/_sandbox/faults/{name}", set_fault, methods=["POST", "PUT"]),
         Route("/_sandbox/faults/{name}", clear_faults, methods=["DELETE"]),
+        Route("/_sandbox/inbox", all_inboxes, methods=["GET"]),
         Route("/_sandbox/inbox/{phone}", inbox, methods=["GET"]),
         Route("/_sandbox/phones/{phone}/reply", reply, methods=["POST"]),
         Route("/_sandbox/events", events, methods=["GET"]),

@@ -251,8 +251,8 @@ class SmsService:
 
     # -- the phones' side --------------------------------------------------------------------
 
-    def inbox(self, phone: str) -> list[dict[str, Any]]:
-        """Messages delivered to a phone, oldest first."""
+    def inbox(self, phone: str | None) -> list[dict[str, Any]]:
+        """Messages delivered to a phone (or to every phone when None), oldest first."""
         return [
             {
                 k: m[k]
@@ -267,7 +267,7 @@ class SmsService:
                 )
             }
             for m in self.store.list(
-                MESSAGE_KIND, lambda m: m["to"] == phone and m["status"] == "Delivered"
+                MESSAGE_KIND, lambda m: phone in (None, m["to"]) and m["status"] == "Delivered"
             )
         ]
 
