@@ -124,7 +124,10 @@ def tls_handshake(url: str, cafile: str | None, timeout: float = 5.0) -> str | N
     """None if ``url``'s server completes a verified TLS handshake, else the reason."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 443
-    context = ssl.create_default_context(cafile=cafile)
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as e:
+        return f"cannot read the CA bundle {cafile} ({e.__class__.__name__})"
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
             with context.wrap_socket(raw, server_hostname=host):

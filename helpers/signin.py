@@ -103,8 +103,10 @@ class AzLogin:
         )
 
     def _last_error(self) -> str:
+        """The CLI's ``ERROR:`` line (Entra's message follows it on more lines: trace ids)."""
         lines = [x for x in (self._err.text if self._err else "").splitlines() if x.strip()]
-        return lines[-1] if lines else "no message"
+        errors = [x for x in lines if x.startswith("ERROR:")]
+        return (errors or lines or ["no message"])[-1].strip()
 
     # -- both targets -----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ Import the fixtures by name in a test module: ``from helpers_kit import kit, sho
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 import helpers
 from helpers import target
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 VM_ID_SUFFIX = "/providers/Microsoft.Compute/virtualMachines/vm-tutorial"
 VM_API = "2024-07-01"
 
