@@ -81,7 +81,9 @@ def summary_of(nb: nbformat.NotebookNode) -> str:
             if para and not re.match(r"(#|---|<!--|[-*|>] |\d+\. )", para):
                 plain = re.sub(r"[*_`]|\[([^\]]*)\]\([^)]*\)", lambda m: m.group(1) or "", para)
                 plain = " ".join(plain.split())
-                return plain if len(plain) <= 240 else plain[:237].rsplit(" ", 1)[0] + "…"
+                if len(plain) <= 240:
+                    return plain
+                return plain[:237].rsplit(" ", 1)[0].rstrip(".,;:…") + "…"
     return ""
 
 
