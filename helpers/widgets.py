@@ -73,9 +73,23 @@ class KitWidget(w.VBox):
     """A VBox with a one-line text form for saved notebooks and static exports."""
 
     summary = "widget"
+    result: w.HTML
 
     def __repr__(self) -> str:
         return f"{self.summary} (interactive: run the notebook to use it)"
+
+    def on_click(self, button: w.Button, method: Any, shown_in: w.HTML | None = None) -> None:
+        """Run ``method`` on click; an unexpected error is shown in the widget, because
+        ipywidgets would only log it where a learner never looks."""
+
+        def run(_: w.Button) -> None:
+            try:
+                method()
+            except Exception as e:  # shown, not swallowed
+                target_html = shown_in or self.result
+                target_html.value = _line(f"{e.__class__.__name__}: {_error_text(e)}", False)
+
+        button.on_click(run)
 
 
 # -- token inspector -------------------------------------------------------------------------------
@@ -90,7 +104,7 @@ class TokenInspector(KitWidget):
         self.scope = w.Text(value=scope, description="scope", layout=w.Layout(width="60%"))
         self.button = w.Button(description="Get token", icon="key")
         self.result = w.HTML()
-        self.button.on_click(lambda _: self.fetch())
+        self.on_click(self.button, self.fetch)
         super().__init__([w.HBox([self.scope, self.button]), self.result])
 
     def fetch(self) -> dict[str, Any] | None:
@@ -169,7 +183,7 @@ class CredentialChainExplorer(KitWidget):
         self.button.layout.width = "auto"
         self.result = w.HTML()
         self.outcome: dict[str, Any] | None = None
-        self.button.on_click(lambda _: self.explore())
+        self.on_click(self.button, self.explore)
         super().__init__([w.HBox([self.persona, self.button]), self.scope, self.result])
 
     def _build(self, **excludes: bool) -> Any:
@@ -273,8 +287,8 @@ class RoleSwitch(KitWidget):
         self.try_button = w.Button(description="Try the call", icon="play")
         self.status = w.HTML()
         self.result = w.HTML()
-        self.apply_button.on_click(lambda _: self.apply())
-        self.try_button.on_click(lambda _: self.try_call())
+        self.on_click(self.apply_button, self.apply, self.status)
+        self.on_click(self.try_button, self.try_call)
         super().__init__(
             [w.HBox([self.granted, self.apply_button]), self.status, self.try_button, self.result]
         )
@@ -398,7 +412,7 @@ class IdentityExplorer(KitWidget):
         self.button.layout.width = "auto"
         self.result = w.HTML()
         self.issued: dict[str, Any] | None = None
-        self.button.on_click(lambda _: self.issue())
+        self.on_click(self.button, self.issue)
         super().__init__(
             [w.HBox(list(self.scopes.values())), self.expiry, self.button, self.result]
         )
@@ -419,8 +433,7 @@ class IdentityExplorer(KitWidget):
             self.result.value = _line(f"refused ({_error_text(e)})", False)
             return None
         claims, view = token_view(token)
-        expires = token.expires_on
-        epoch = expires.timestamp() if hasattr(expires, "timestamp") else float(expires)
+        epoch = float(claims["exp"])  # the SDK's expires_on type varies; the claim does not
         head = (
             f"user {user.properties['id']}, token for {', '.join(chosen)}, "
             f"expires {utc(epoch)} ({countdown(epoch)})"
@@ -452,7 +465,7 @@ class SmsComposer(KitWidget):
         self.button = w.Button(description="Send", icon="paper-plane")
         self.result = w.HTML()
         self.sent: list[Any] = []
-        self.button.on_click(lambda _: self.send())
+        self.on_click(self.button, self.send)
         super().__init__(
             [w.HBox([self.sender, self.to]), self.message, self.report, self.button, self.result]
         )
