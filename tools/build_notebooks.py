@@ -17,8 +17,10 @@ they can run in parallel, and stops that sandbox afterwards. Outputs are then co
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -125,6 +127,50 @@ def build(index: int) -> Path:
     return path
 
 
+# What must never appear in a committed output: a JWT, an unmasked access key, a long run of
+# base64 with digits and both cases (ACS keys are 88 such characters; URL paths have no digits).
+_SECRETS = {
+    "a JWT": re.compile(r"eyJ[\w-]{10,}\.[\w-]{10,}\.[\w-]{10,}"),
+    "an access key": re.compile(r"accesskey=(?!\*\*\*\*)[^;\s'\"]+", re.IGNORECASE),
+}
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{60,}={0,2}")
+
+
+def _looks_like_key(run: str) -> bool:
+    return all(re.search(p, run) for p in (r"\d", r"[a-z]", r"[A-Z]")) and "/" not in run[:1]
+
+
+def installation_secrets(env: dict[str, str]) -> list[str]:
+    """The running sandbox's own secrets (service principal's, developer's password, keys)."""
+
+    def run(*args: str) -> str:
+        cmd = [sys.executable, "-m", "sandbox", *args]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True).stdout
+
+    found = re.findall(
+        r"^export AZURE_CLIENT_SECRET=(.+)$", run("env", "--as", "service-principal"), re.M
+    )
+    found += re.findall(r"^password:\s*(\S+)", run("password"), re.M)
+    values = []
+    for value in found:
+        values += shlex.split(value)
+    return [v for v in values if len(v) >= 8]
+
+
+def leaked_secrets(path: Path, known: list[str] = ()) -> list[str]:
+    """Cells whose outputs hold one of ``known`` or something that looks like a secret."""
+    nb = nbformat.read(path, as_version=4)
+    found = []
+    for n, cell in enumerate(nb.cells):
+        text = json.dumps(cell.get("outputs", []))
+        kinds = [kind for kind, pattern in _SECRETS.items() if pattern.search(text)]
+        kinds += ["an installation secret" for secret in known if secret in text]
+        if any(_looks_like_key(run) for run in _BASE64_RUN.findall(text)):
+            kinds.append("a base64 key")
+        found += [f"{path.name} cell {n}: {kind}" for kind in kinds]
+    return found
+
+
 def execute(path: Path, timeout: int = 120) -> tuple[Path, float, str]:
     """Run one notebook in place with nbclient against its own fresh sandbox."""
     with tempfile.TemporaryDirectory(prefix="nb-sandbox-") as state:
@@ -153,12 +199,15 @@ def execute(path: Path, timeout: int = 120) -> tuple[Path, float, str]:
             text=True,
         )
         took = time.monotonic() - started
+        known = installation_secrets(env)
         subprocess.run(
             [sys.executable, "-m", "sandbox", "stop"], env=env, capture_output=True, text=True
         )
     problem = "" if run.returncode == 0 else (run.stderr.strip().splitlines() or ["failed"])[-1]
     if run.returncode != 0:
         sys.stderr.write(run.stderr[-4000:])
+    elif leaks := leaked_secrets(path, known):
+        problem = "secret-like output: " + "; ".join(leaks)
     return path, took, problem
 
 
@@ -176,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         and (not args.only or any(stem.startswith(o) for o in args.only))
     ]
     paths = [build(i) for i in chosen]
+    # The project's formatter has the last word on code cells (ruff reads notebooks too).
+    ruff = Path(sys.executable).with_name("ruff")
+    if paths and ruff.exists():
+        subprocess.run([str(ruff), "format", "--quiet", *map(str, paths)], check=True)
     for p in paths:
         print(f"wrote {p.relative_to(REPO)}")
     if not args.execute:
