@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from sandbox import clock, faults, world
 from sandbox.acs.errors import AcsError
 from sandbox.arm import rbac
-from sandbox.entra.tokens import InvalidToken, TokenService
+from sandbox.entra.tokens import CLOCK_SKEW_LEEWAY, InvalidToken, TokenService
 from sandbox.store import Store
 
 HMAC_DATE_WINDOW = 15 * 60  # seconds either side of the sandbox's clock, as Azure Storage allows
@@ -141,10 +141,25 @@ def verify_hmac(
 # -- bearer tokens and roles ----------------------------------------------------------------
 
 
+# Tokens already verified (signature, issuer, audience), as a resource server caches them: an
+# app sends the same token for an hour. Only the lifetime is re-checked on a hit.
+_VERIFIED: dict[str, tuple[TokenService, dict[str, Any]]] = {}
+_VERIFIED_MAX = 1024
+
+
 def verify_bearer(tokens: TokenService, token: str) -> dict[str, Any]:
     """Claims of a valid Entra ID token for Communication Services, or 401 with the reason."""
+    verifier, claims = _VERIFIED.get(token, (None, {}))
+    now = clock.now()
+    if verifier is tokens:
+        if (
+            claims.get("exp", 0) + CLOCK_SKEW_LEEWAY >= now
+            and claims.get("nbf", 0) - CLOCK_SKEW_LEEWAY <= now
+        ):
+            return claims
+        _VERIFIED.pop(token, None)  # the full check below says why it is refused now
     try:
-        return tokens.verify(token, audiences=AUDIENCES, tenant_id=world.TENANT_ID)
+        claims = tokens.verify(token, audiences=AUDIENCES, tenant_id=world.TENANT_ID)
     except InvalidToken as e:
         reason = e.reason
         if _looks_like_user_token(token):
@@ -153,6 +168,10 @@ def verify_bearer(tokens: TokenService, token: str) -> dict[str, Any]:
                 "Identity and SMS APIs need a Microsoft Entra ID token or an access key."
             )
         raise AcsError(401, e.code, reason) from None
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.pop(next(iter(_VERIFIED)))
+    _VERIFIED[token] = (tokens, claims)
+    return claims
 
 
 def _looks_like_user_token(token: str) -> bool:

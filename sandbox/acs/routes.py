@@ -177,8 +177,11 @@ def endpoint(operation: str, accepted: tuple[str, ...]) -> Callable[[Operation],
                     audit.note(request, decision="denied", reason=e.message)
                     raise
                 audit.note(request, decision="allowed", reason=reason)
-                url = f"{sb.https_url}{request.url.path}"
-                version = versions.check(request.query_params.get("api-version"), accepted, url)
+                version = versions.check(
+                    request.query_params.get("api-version"),
+                    accepted,
+                    lambda: f"{sb.https_url}{request.url.path}",
+                )
                 if faults.take(sb.faults, "unavailable"):
                     audit.note(request, fault="unavailable")
                     raise AcsError(

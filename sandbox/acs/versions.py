@@ -6,6 +6,8 @@ by version exactly as the specs introduced them, so an old SDK sees the old API.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sandbox.acs.errors import AcsError
 
 IDENTITY_VERSIONS = (
@@ -23,7 +25,7 @@ EXPIRES_IN_MINUTES_SINCE = "2022-10-01"
 JOIN_SCOPES_SINCE = "2023-10-01"
 
 
-def check(version: str | None, accepted: tuple[str, ...], url: str) -> str:
+def check(version: str | None, accepted: tuple[str, ...], url: Callable[[], str]) -> str:
     """The api-version to serve, or the 400 the service answers for a missing or unknown one."""
     if not version:
         raise AcsError(
@@ -36,7 +38,7 @@ def check(version: str | None, accepted: tuple[str, ...], url: str) -> str:
         raise AcsError(
             400,
             "UnsupportedApiVersion",
-            f"The HTTP resource that matches the request URI '{url}' does not support the API "
+            f"The HTTP resource that matches the request URI '{url()}' does not support the API "
             f"version '{version}'. Supported versions: {', '.join(accepted)}.",
         )
     return version
