@@ -19,8 +19,11 @@ tutorial: $(STAMP)
 	$(PY) -m sandbox start
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(JUPYTER_ARGS)
 
+# Two workers fit a 2-core machine; each notebook test runs its own kernel and sandbox.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 sandbox-stop: $(STAMP)
 	$(PY) -m sandbox stop
