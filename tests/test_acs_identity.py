@@ -310,3 +310,30 @@ def test_teams_exchange_needs_api_version_2022_06_01(fresh):
     with pytest.raises(HttpResponseError) as e:
         client.get_token_for_teams_user(_teams_token(fresh), TEAMS_APP, world.DEVELOPER_OID)
     assert e.value.status_code == 400 and e.value.error.code == "UnsupportedApiVersion"
+
+
+# -- limits (plain model tests: 1,000 HTTP calls would only slow the suite) --------------------
+
+
+def test_identity_limits_are_per_30_seconds_and_say_when_to_retry():
+    from sandbox.acs import limits
+
+    now = [1000.0]
+    windows = limits.SlidingWindows(now=lambda: now[0])
+    create = limits.IDENTITY_LIMITS["Identity.Create"]
+    assert create == 1000 and limits.IDENTITY_LIMITS["Identity.RevokeTokens"] == 500
+    for _ in range(create):
+        now[0] += 0.01
+        assert windows.take("create", create, limits.IDENTITY_WINDOW) == 0.0
+    wait = windows.take("create", create, limits.IDENTITY_WINDOW)
+    assert wait == pytest.approx(30 - (create - 1) * 0.01, abs=1e-6)  # until the first ages out
+    error = limits.too_many(wait, "Identity.Create allows 1000 calls per 30 seconds")
+    assert (error.status, error.code, error.headers["Retry-After"]) == (
+        429,
+        "TooManyRequests",
+        "21",
+    )
+    now[0] += wait
+    assert windows.take("create", create, limits.IDENTITY_WINDOW) == 0.0
+    assert windows.take("other", 500, 30) == 0.0  # windows are per key
+    assert windows.take("big", 100, 60, units=101) == 60  # can never fit

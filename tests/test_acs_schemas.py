@@ -140,3 +140,53 @@ def test_raw_edge_responses_validate(fresh):
         )
         specs.validate(method, path, status, got)
     assert [s for _, _, s in specs.checked] == [202, 400, 400, 400]
+
+
+WEIRD_BODIES = [
+    b"",
+    b"null",
+    b"[]",
+    b"{}",
+    b'"text"',
+    b"\xff\xfe",
+    b'{"scopes": "chat"}',
+    b'{"scopes": [1, 2]}',
+    b'{"scopes": [["chat"]]}',
+    b'{"scopes": ["chat"], "expiresInMinutes": true}',
+    b'{"scopes": ["chat"], "expiresInMinutes": 1e400}',
+    b'{"createTokenWithScopes": {}}',
+    b'{"token": 5, "appId": null, "userId": []}',
+    b'{"from": null, "smsRecipients": null, "message": null}',
+    b'{"from": "+18005550100", "smsRecipients": [null], "message": "x"}',
+    b'{"from": "+18005550100", "smsRecipients": [{"to": {}}], "message": "x"}',
+    b'{"from": "+18005550100", "smsRecipients": [{"to": "+14255550101",'
+    b' "repeatabilityRequestId": {}, "repeatabilityFirstSent": 7}], "message": "x"}',
+    b'{"from": "+18005550100", "smsRecipients": [{"to": "+14255550101"}], "message": "x",'
+    b' "smsSendOptions": []}',
+]
+PATHS = [
+    ("POST", "/identities"),
+    ("POST", "/identities/{user}/:issueAccessToken"),
+    ("POST", "/teamsUser/:exchangeAccessToken"),
+    ("POST", "/sms"),
+]
+
+
+def test_malformed_input_is_never_a_500_and_always_the_error_shape(fresh):
+    """Every odd body on every operation: a 2xx or 4xx that validates, never a crash."""
+    specs = Specs()
+    key = key_of(connection_string(fresh))
+    user = CommunicationIdentityClient.from_connection_string(
+        connection_string(fresh)
+    ).create_user()
+    for method, template in PATHS:
+        path = template.format(user=user.properties["id"])
+        version = "2021-03-07" if path == "/sms" else "2023-10-01"
+        for body in WEIRD_BODIES:
+            status, got, _ = signed(fresh.doc, key, method, f"{path}?api-version={version}", body)
+            assert status < 500, (path, body, got)
+            assert status != 401, (path, body, got)  # reached the operation's own checks
+            specs.validate(method, path, status, got)
+    assert len(specs.checked) == len(PATHS) * len(WEIRD_BODIES)
+    crashes = [e for e in fresh.log_after(0) if e.get("status", 0) >= 500]
+    assert crashes == []
