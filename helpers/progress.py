@@ -81,6 +81,8 @@ def sign_in_developer(kit: target.Kit, timeout: float = 30) -> bool:
     control API as a facilitator would). Returns True when a sign-in happened."""
     with _as_developer(kit) as env:
         # A token, not just `az account show`: a profile whose sign-in no longer works fails.
+        # (Not every stale sign-in: after a sandbox reset, tokens still in the CLI's cache keep
+        # working until they expire; `python -m sandbox reset` users may need `az login`.)
         if _az(env, "account", "get-access-token", "--output", "json").returncode == 0:
             return False
         az = shutil.which("az", path=env.get("PATH"))

@@ -31,6 +31,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the sandbox package
+
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = REPO / "tools" / "notebooks"
 NOTEBOOKS = REPO / "notebooks"
@@ -174,7 +176,13 @@ def leaked_secrets(path: Path, known: list[str] = ()) -> list[str]:
 def execute(path: Path, timeout: int = 120) -> tuple[Path, float, str]:
     """Run one notebook in place with nbclient against its own fresh sandbox."""
     with tempfile.TemporaryDirectory(prefix="nb-sandbox-") as state:
-        env = dict(os.environ)
+        # As the notebook tests do: nothing from this shell may steer a credential or the target.
+        from sandbox.personas import CREDENTIAL_VARIABLES
+
+        drop = {*CREDENTIAL_VARIABLES, "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"}
+        env = {
+            k: v for k, v in os.environ.items() if k not in drop and not k.startswith("SANDBOX_")
+        }
         env.update(
             SANDBOX_STATE_DIR=state,
             SANDBOX_HTTPS_PORT="0",
