@@ -99,7 +99,12 @@ def _json_errors(listener: str):
     async def crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(
-            {"error": {"code": "InternalServerError", "message": "The sandbox hit a bug; see its log."}},
+            {
+                "error": {
+                    "code": "InternalServerError",
+                    "message": "The sandbox hit a bug; see its log.",
+                }
+            },
             status_code=500,
         )
 
@@ -115,10 +120,7 @@ def create_apps(sandbox: Sandbox) -> tuple[Starlette, Starlette]:
     from sandbox.managed_identity import routes as mi_routes
 
     https_routes = (
-        control_routes.routes()
-        + entra_routes.routes()
-        + arm_routes.routes()
-        + acs_routes.routes()
+        control_routes.routes() + entra_routes.routes() + arm_routes.routes() + acs_routes.routes()
     )
     https = Starlette(routes=https_routes, exception_handlers=_json_errors("https"))
     mi = Starlette(routes=mi_routes.routes(), exception_handlers=_json_errors("mi"))

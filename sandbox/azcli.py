@@ -51,7 +51,7 @@ def _settings() -> Settings:
 
 
 def _profile_file(settings: Settings) -> Path:
-    return settings.state_dir / "azure-cli" / "profile.json"
+    return settings.azcli_dir / "profile.json"
 
 
 def _load_profile(settings: Settings) -> dict[str, Any] | None:

@@ -50,10 +50,10 @@ def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
     if client.running_instance(settings):
         client.control(settings, "POST", "/_sandbox/reset")
     else:
-        from sandbox.server import open_store
+        from sandbox.server import open_store, reset_world
 
         store = open_store(settings)
-        world.reset(store)
+        reset_world(settings, store)
         store.close()
     print("sandbox reset to the seeded world")
     return 0
@@ -62,7 +62,8 @@ def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
     client.start(settings)
     env = client.control(settings, "GET", f"/_sandbox/personas/{quote(args.persona)}")
-    print(f"# act as {args.persona} against the sandbox: eval \"$(python -m sandbox env --as {args.persona})\"")
+    usage = f'eval "$(python -m sandbox env --as {args.persona})"'
+    print(f"# act as {args.persona} against the sandbox: {usage}")
     print("\n".join(personas.shell_lines(env)))
     return 0
 
@@ -100,7 +101,8 @@ def cmd_log(settings: Settings, args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m sandbox", description="A local stand-in for the Azure endpoints of the tutorial."
+        prog="python -m sandbox",
+        description="A local stand-in for the Azure endpoints of the tutorial.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, helptext in (
@@ -140,5 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"error: {e}. Check the ports (SANDBOX_HTTPS_PORT, SANDBOX_MI_PORT) and the state folder.", file=sys.stderr)
+        print(
+            f"error: {e}. Check the ports (SANDBOX_HTTPS_PORT, SANDBOX_MI_PORT) "
+            "and the state folder.",
+            file=sys.stderr,
+        )
         return 1

@@ -102,7 +102,9 @@ def start(settings: Settings) -> dict[str, Any]:
                 return found
             time.sleep(0.02)
         child.kill()
-        raise SandboxError(f"The sandbox did not answer within {START_TIMEOUT:.0f} s; see {settings.log_file}.")
+        raise SandboxError(
+            f"The sandbox did not answer within {START_TIMEOUT:.0f} s; see {settings.log_file}."
+        )
 
 
 def stop(settings: Settings) -> bool:

@@ -55,6 +55,11 @@ class Settings:
         return self.state_dir / "sandbox.log"
 
     @property
+    def azcli_dir(self) -> Path:
+        """The sign-in kept by the sandbox's ``az`` (developer persona)."""
+        return self.state_dir / "azure-cli"
+
+    @property
     def ca_file(self) -> Path:
         return self.state_dir / "ca.pem"
 

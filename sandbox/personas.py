@@ -107,4 +107,3 @@ def shell_lines(env: dict[str, Any]) -> list[str]:
     if env["path_prepend"]:
         lines.append(f'export PATH={shlex.quote(env["path_prepend"])}:"$PATH"')
     return lines
-

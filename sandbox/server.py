@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -48,6 +49,13 @@ def open_store(settings: Settings) -> Store:
     if store.get("tenant", world.TENANT_ID) is None:
         world.seed(store)
     return store
+
+
+def reset_world(settings: Settings, store: Store) -> None:
+    """Back to the seeded world. The developer is signed out too: ``reset`` revokes the refresh
+    tokens, and a saved ``az`` sign-in that cannot refresh would fail later, far from its cause."""
+    world.reset(store)
+    shutil.rmtree(settings.azcli_dir, ignore_errors=True)
 
 
 def _bind(host: str, port: int) -> socket.socket:

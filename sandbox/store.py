@@ -145,4 +145,3 @@ class Store:
     def log_last_id(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COALESCE(MAX(id), 0) FROM log").fetchone()[0]
-

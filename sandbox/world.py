@@ -36,7 +36,9 @@ SUBSCRIPTION_SCOPE = f"/subscriptions/{SUBSCRIPTION_ID}"
 GROUP_SCOPE = f"{SUBSCRIPTION_SCOPE}/resourceGroups/{RESOURCE_GROUP}"
 
 ACS_NAME = "acs-tutorial"
-ACS_RESOURCE_ID = f"{GROUP_SCOPE}/providers/Microsoft.Communication/communicationServices/{ACS_NAME}"
+ACS_RESOURCE_ID = (
+    f"{GROUP_SCOPE}/providers/Microsoft.Communication/communicationServices/{ACS_NAME}"
+)
 ACS_IMMUTABLE_ID = "2dee53b4-368b-45b4-ab52-8493fb117652"
 SENDER_NUMBERS = ["+18005550100"]  # toll-free, leased by acs-tutorial
 LEARNER_PHONES = ["+14255550101", "+14255550102", "+14255550103"]
@@ -112,8 +114,20 @@ CONTRIBUTOR_ROLE_ID = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 
 # Fixed names for the seeded role assignments (assignment names are GUIDs in Azure).
 SEED_ASSIGNMENTS = [
-    ("0d9c8b7a-0001-4000-8000-000000000001", SUBSCRIPTION_SCOPE, OWNER_ROLE_ID, DEVELOPER_OID, "User"),
-    ("0d9c8b7a-0002-4000-8000-000000000002", GROUP_SCOPE, CONTRIBUTOR_ROLE_ID, SP_OID, "ServicePrincipal"),
+    (
+        "0d9c8b7a-0001-4000-8000-000000000001",
+        SUBSCRIPTION_SCOPE,
+        OWNER_ROLE_ID,
+        DEVELOPER_OID,
+        "User",
+    ),
+    (
+        "0d9c8b7a-0002-4000-8000-000000000002",
+        GROUP_SCOPE,
+        CONTRIBUTOR_ROLE_ID,
+        SP_OID,
+        "ServicePrincipal",
+    ),
 ]
 
 
@@ -157,7 +171,11 @@ def seed(store: Store) -> None:
         store.put(
             "subscription",
             SUBSCRIPTION_ID,
-            {"id": SUBSCRIPTION_ID, "display_name": "ACS tutorial subscription", "tenant_id": TENANT_ID},
+            {
+                "id": SUBSCRIPTION_ID,
+                "display_name": "ACS tutorial subscription",
+                "tenant_id": TENANT_ID,
+            },
         )
         store.put(
             "resource_group",

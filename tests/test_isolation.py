@@ -34,7 +34,8 @@ ATTACK = textwrap.dedent(
     for method, path in (("GET", "/_sandbox/log"), ("POST", "/_sandbox/reset"),
                          ("GET", "/_sandbox/personas/service-principal"),
                          ("GET", "/_sandbox/inbox/" + phone), ("GET", "/_sandbox/info")):
-        req = urllib.request.Request(https_url + path, method=method, data=b"" if method == "POST" else None,
+        body = b"" if method == "POST" else None
+        req = urllib.request.Request(https_url + path, method=method, data=body,
                                      headers={"X-Sandbox-Secret": "guessed"})
         try:
             found[method + " " + path] = urllib.request.urlopen(req, context=ctx, timeout=5).status

@@ -23,7 +23,11 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
         SANDBOX_MI_PORT="0",
     )
     return subprocess.run(
-        [sys.executable, "-m", "sandbox", *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "sandbox", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -36,7 +40,16 @@ def own_settings(tmp_path):
 
 def test_start_reuses_and_stop_ends(own_settings):
     first = json.loads(_cli(own_settings, "start", "--json").stdout)
-    for key in ("https_url", "mi_url", "arm_url", "tenant_id", "authority_host", "ca_file", "state_dir", "pid"):
+    for key in (
+        "https_url",
+        "mi_url",
+        "arm_url",
+        "tenant_id",
+        "authority_host",
+        "ca_file",
+        "state_dir",
+        "pid",
+    ):
         assert key in first
     second = json.loads(_cli(own_settings, "start", "--json").stdout)
     assert second["pid"] == first["pid"]

@@ -12,7 +12,8 @@ from starlette.routing import Route
 from sandbox import faults, personas, world
 from sandbox.app import sandbox_of
 from sandbox.control.guard import control_error, requires_secret
-from sandbox.server import status_document
+from sandbox.server import reset_world, status_document
+
 
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
@@ -27,7 +28,7 @@ async def info(request: Request) -> Response:
 @requires_secret
 async def reset(request: Request) -> Response:
     sb = sandbox_of(request)
-    world.reset(sb.store)
+    reset_world(sb.settings, sb.store)
     faults.clear(sb.faults)
     return JSONResponse({"status": "reset"})
 
@@ -40,7 +41,8 @@ async def request_log(request: Request) -> Response:
         limit = min(int(request.query_params.get("limit", "500")), 5000)
     except ValueError:
         return control_error(400, "BadRequest", "'after' and 'limit' must be integers.")
-    return JSONResponse({"entries": sb.store.log_since(after, limit), "last_id": sb.store.log_last_id()})
+    entries = sb.store.log_since(after, limit)
+    return JSONResponse({"entries": entries, "last_id": sb.store.log_last_id()})
 
 
 @requires_secret
@@ -52,7 +54,9 @@ async def persona(request: Request) -> Response:
         env = personas.persona_env(name, status, world.installation_secrets(sb.store))
     except KeyError:
         return control_error(
-            404, "NotFound", f"Unknown persona '{name}'; choose one of {', '.join(personas.PERSONAS)}."
+            404,
+            "NotFound",
+            f"Unknown persona '{name}'; choose one of {', '.join(personas.PERSONAS)}.",
         )
     return JSONResponse(env)
 
