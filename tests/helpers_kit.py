@@ -9,28 +9,44 @@ Import the fixtures by name in a test module: ``from helpers_kit import kit, sho
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import helpers
-from helpers import target
+from helpers import sandbox_api, target
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VM_ID_SUFFIX = "/providers/Microsoft.Compute/virtualMachines/vm-tutorial"
 VM_API = "2024-07-01"
 
 
+def sign_out(kit: target.Kit) -> None:
+    """Forget the developer's ``az`` sign-in. A reset revokes its refresh token but not the
+    access tokens ``az`` caches, so a profile left behind would look signed in to the next
+    test on this sandbox and then fail."""
+    env = dict(os.environ)
+    sandbox_api.apply_env(env, kit.sandbox.persona("developer"))
+    az = shutil.which("az", path=env["PATH"])
+    subprocess.run([az, "account", "clear"], env=env, capture_output=True, timeout=30, check=True)
+
+
 @pytest.fixture
 def kit(sandbox: dict[str, Any], control: Any):
-    """``helpers.setup()`` on the session's sandbox, reset to the seeded world."""
+    """``helpers.setup()`` on the session's sandbox, reset to the seeded world, nobody signed in
+    to ``az``."""
     saved = dict(os.environ)
     os.environ["SANDBOX_STATE_DIR"] = sandbox["state_dir"]
     os.environ["KIT_TARGET"] = "sandbox"
     control.reset()
     try:
-        yield helpers.setup()
+        kit_ = helpers.setup()
+        sign_out(kit_)
+        yield kit_
+        sign_out(kit_)
     finally:
         os.environ.clear()
         os.environ.update(saved)
