@@ -5,11 +5,12 @@
   sandbox within 1.3x of bare);
 * sends per second with 50 concurrent async clients, sandbox and bare.
 
-The bare server runs in its own process, like the sandbox, so neither shares the client's GIL.
+The bare server (benchmarks/_common.py) runs in its own process, like the sandbox, so neither
+shares the client's GIL.
 The managed-identity token is fetched once and cached by the credential, so the figures are the
 data-plane calls themselves (HMAC-free: bearer verification, RBAC, store, request log).
 
-Run: .venv/bin/python benchmarks/acs_bench.py [--runs 300]
+Run: .venv/bin/python -m benchmarks.acs_bench [--runs 300]
 """
 
 from __future__ import annotations
@@ -17,105 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 
-from benchmarks._common import report, temp_settings
-from sandbox import client, pki, world
-
-CANNED_IDENTITY = {
-    "identity": {"id": f"8:acs:{world.ACS_IMMUTABLE_ID}_00000000-0000-0000-0000-000000000000"},
-    "accessToken": {"token": "x.y.z", "expiresOn": "2030-01-01T00:00:00.0000000+00:00"},
-}
-CANNED_SMS = {
-    "value": [
-        {
-            "to": "+14255550101",
-            "messageId": "Outgoing_20300101000000" + str(uuid.UUID(int=0)),
-            "httpStatusCode": 202,
-            "repeatabilityResult": "accepted",
-            "successful": True,
-        }
-    ]
-}
-
-
-def serve_bare(port: int, state_dir: str) -> None:
-    """The reference server: same Starlette + uvicorn + TLS, canned answers, no checks."""
-    import ssl
-    from pathlib import Path
-
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    async def identities(request):  # noqa: ANN001, ANN202
-        await request.body()
-        return JSONResponse(CANNED_IDENTITY, status_code=201)
-
-    async def sms(request):  # noqa: ANN001, ANN202
-        await request.body()
-        return JSONResponse(CANNED_SMS, status_code=202)
-
-    app = Starlette(
-        routes=[
-            Route("/identities", identities, methods=["POST"]),
-            Route("/sms", sms, methods=["POST"]),
-        ]
-    )
-    folder = Path(state_dir)
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-        ssl_certfile=str(folder / pki.SERVER_CERT_FILE),
-        ssl_keyfile=str(folder / pki.SERVER_KEY_FILE),
-        ssl_version=ssl.PROTOCOL_TLS_SERVER,
-    )
-
-
-def timed_pair(a, b, runs: int, warmup: int = 10) -> tuple[list[float], list[float]]:  # noqa: ANN001
-    """Time ``a`` and ``b`` alternately; (samples of a, samples of b) in seconds."""
-    for _ in range(warmup):
-        a()
-        b()
-    out: tuple[list[float], list[float]] = ([], [])
-    for _ in range(runs):
-        for fn, samples in ((a, out[0]), (b, out[1])):
-            t0 = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - t0)
-    return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_bare(state_dir: str) -> tuple[str, subprocess.Popen]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.acs_bench", "--serve-bare", str(port), state_dir]
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return f"https://127.0.0.1:{port}/", proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the bare server did not start")
+from benchmarks._common import report, start_bare, temp_settings, timed_pair
+from sandbox import client, world
 
 
 def _grant_vm_identity(settings, doc) -> str:  # noqa: ANN001
@@ -199,7 +106,8 @@ def main() -> None:
 
     settings = temp_settings()
     doc = client.start(settings)
-    bare_url, bare_proc = _start_bare(str(settings.state_dir))
+    bare_url, stop_bare = start_bare(str(settings.state_dir))
+    bare_url += "/"
     try:
         for name in (
             "IDENTITY_ENDPOINT",
@@ -236,17 +144,9 @@ def main() -> None:
             rate = _throughput(endpoint, args.clients, args.per_client)
             print(f"{f'sends/s, {args.clients} concurrent async clients, {label}':55} {rate:8.0f}")
     finally:
-        bare_proc.terminate()
-        try:
-            bare_proc.wait(5)
-        except subprocess.TimeoutExpired:
-            bare_proc.kill()
-            bare_proc.wait()
+        stop_bare()
         client.stop(settings)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve-bare":
-        serve_bare(int(sys.argv[2]), sys.argv[3])
-    else:
-        main()
+    main()

@@ -10,12 +10,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
-from starlette.applications import Starlette
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
-from benchmarks._common import report, start_bare, temp_settings
+from benchmarks._common import report, start_bare, temp_settings, timed_pair
 from sandbox import client
 
 RESOURCE = "https://communication.azure.com/.default"
@@ -79,35 +76,24 @@ def mi_token_ratio(runs: int = 200) -> None:
         # A new credential each time: MSAL would otherwise answer from its cache.
         ManagedIdentityCredential().get_token(RESOURCE)
 
-    canned = {
-        "access_token": "x.y.z",
-        "expires_in": "3600",
-        "expires_on": str(int(time.time()) + 3600),
-        "resource": "https://communication.azure.com/",
-        "token_type": "Bearer",
-    }
-
-    async def bare(request):  # noqa: ANN001 - a reference endpoint, as small as it gets
-        return JSONResponse(canned)
-
-    bare_url, stop = start_bare(Starlette(routes=[Route("/metadata/identity/oauth2/token", bare)]))
+    bare_url, stop = start_bare()
     hosts = {"sandbox": f"{doc['mi_url']}/hosts/vm-tutorial", "bare": bare_url}
-    samples: dict[str, list[float]] = {"sandbox": [], "bare": []}
-    mark = client.control(settings, "GET", "/_sandbox/log?after=999999999")["last_id"]
-    # Interleaved, so that load from anything else on the machine hits both sides alike.
-    for i in range(runs + 5):
-        for side in ("sandbox", "bare"):
+
+    def via(side: str) -> Callable[[], None]:
+        def call() -> None:
             os.environ["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = hosts[side]
-            t0 = time.perf_counter()
             fetch()
-            if i >= 5:
-                samples[side].append(time.perf_counter() - t0)
+
+        return call
+
+    mark = client.control(settings, "GET", "/_sandbox/log?after=999999999")["last_id"]
+    samples = timed_pair(via("sandbox"), via("bare"), runs)
     stop()
     served = client.control(settings, "GET", f"/_sandbox/log?after={mark}&limit=5000")["entries"]
     issued = [e for e in served if e["path"].endswith("/oauth2/token") and e["status"] == 200]
     assert len(issued) >= runs, f"only {len(issued)} token requests reached the sandbox"
-    sandboxed = report("MI token via SDK, sandbox (IMDS style, vm-tutorial)", samples["sandbox"])
-    bare_med = report("MI token via SDK, bare endpoint (same stack)", samples["bare"])
+    sandboxed = report("MI token via SDK, sandbox (IMDS style, vm-tutorial)", samples[0])
+    bare_med = report("MI token via SDK, bare endpoint (same stack)", samples[1])
     print(f"{'ratio sandbox / bare (goal <= 1.3)':55} {sandboxed / bare_med:8.2f}x")
     client.stop(settings)
 

@@ -38,6 +38,8 @@ class Sandbox:
     started_at: float = field(default_factory=time.time)
     # Scenario switches for lessons and tests (see sandbox/faults.py); not persisted.
     faults: dict[str, Any] = field(default_factory=dict)
+    # Tokens the identity endpoints hand out again (see managed_identity/models.py).
+    mi_token_cache: dict[Any, Any] = field(default_factory=dict)
 
 
 def sandbox_of(request: Request) -> Sandbox:

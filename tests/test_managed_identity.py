@@ -224,6 +224,19 @@ def test_enable_gives_tokens_at_once_and_disable_stops_them(sandbox, fresh, pers
         ManagedIdentityCredential().get_token(ACS_SCOPE)
 
 
+def test_the_endpoint_hands_out_the_same_token_again_as_azure_does(vm, fresh, sp_credential):
+    set_identity(vm, sp_credential, VM_ID, {"type": "SystemAssigned"})
+    first = ManagedIdentityCredential().get_token(ACS_SCOPE)
+    again = ManagedIdentityCredential().get_token(ACS_SCOPE)  # a new credential: no SDK cache
+    assert again.token == first.token
+    other = ManagedIdentityCredential().get_token("https://management.azure.com/.default")
+    assert other.token != first.token
+    set_identity(vm, sp_credential, VM_ID, {"type": "None"})
+    set_identity(vm, sp_credential, VM_ID, {"type": "SystemAssigned"})
+    renewed = ManagedIdentityCredential().get_token(ACS_SCOPE)  # a new principal, a new token
+    assert renewed.token != first.token
+
+
 # -- DefaultAzureCredential -------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ async def reset(request: Request) -> Response:
     sb = sandbox_of(request)
     reset_world(sb.settings, sb.store)
     faults.clear(sb.faults)
+    sb.mi_token_cache.clear()
     return JSONResponse({"status": "reset"})
 
 

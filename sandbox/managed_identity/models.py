@@ -117,9 +117,35 @@ def select_identity(
 class ManagedIdentityEndpoints:
     """What every simulated host's identity endpoint does, whatever its style."""
 
-    def __init__(self, store: Store, tokens: TokenService) -> None:
+    def __init__(
+        self,
+        store: Store,
+        tokens: TokenService,
+        cache: dict[tuple[str, str], tuple[str, int, int]] | None = None,
+    ) -> None:
         self.store = store
         self.tokens = tokens
+        # (object id, resource) -> (token, nbf, exp). The real endpoints cache tokens too and hand
+        # the same one out again; it also spares a signature per request.
+        self.cache = {} if cache is None else cache
+
+    def _token_for(self, chosen: AttachedIdentity, resource: str) -> tuple[str, int, int]:
+        """A cached token while it has more than half its lifetime left, else a new one."""
+        now = int(clock.now())
+        key = (chosen.object_id, resource)
+        found = self.cache.get(key)
+        if found and found[1] <= now and found[2] - now > (found[2] - found[1]) // 2:
+            return found
+        token, exp = self.tokens.access_token(
+            tenant_id=world.TENANT_ID,
+            audience=resource,
+            oid=chosen.object_id,
+            appid=chosen.client_id,
+            idtyp="app",
+            extra={"xms_mirid": chosen.resource_id},
+        )
+        self.cache[key] = (token, now, exp)
+        return self.cache[key]
 
     def host(self, name: str) -> dict[str, Any] | None:
         return self.store.get("host", name)
@@ -178,15 +204,8 @@ class ManagedIdentityEndpoints:
                 "in the tenant. You might have sent your authentication request to the wrong "
                 "tenant.",
             )
+        token, nbf, exp = self._token_for(chosen, resource)
         now = int(clock.now())
-        token, exp = self.tokens.access_token(
-            tenant_id=world.TENANT_ID,
-            audience=resource,
-            oid=chosen.object_id,
-            appid=chosen.client_id,
-            idtyp="app",
-            extra={"xms_mirid": chosen.resource_id},
-        )
         body = {
             "access_token": token,
             "refresh_token": "",
@@ -195,7 +214,7 @@ class ManagedIdentityEndpoints:
             "expires_in": str(exp - now),
             "expires_on": str(exp),
             "ext_expires_in": str(exp - now),
-            "not_before": str(now),
+            "not_before": str(nbf),
             "resource": resource,
             "token_type": "Bearer",
             "client_id": chosen.client_id,

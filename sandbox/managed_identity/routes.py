@@ -81,7 +81,7 @@ async def _token(request: Request, style: str) -> Response:
         await asyncio.sleep(float(slow.get("seconds", 0)))
 
     sb = sandbox_of(request)
-    endpoints = ManagedIdentityEndpoints(sb.store, sb.tokens)
+    endpoints = ManagedIdentityEndpoints(sb.store, sb.tokens, sb.mi_token_cache)
     query = _query(request)
     try:
         host = endpoints.check_style(host_name, style)
