@@ -13,16 +13,14 @@ subscription behind the learner's back; it only says which notebooks to do first
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from helpers import sandbox_api, target
+from helpers import sandbox_api, signin, target
 
 # The names the tutorial uses (notebook 1 creates / enables them, notebook 2 grants the role).
 VM_NAME = "vm-tutorial"
@@ -40,8 +38,6 @@ STEPS = {
     "id-acs-tutorial created and attached to func-tutorial",
     2: f"'{ROLE_NAME}' on acs-tutorial for those three identities",
 }
-
-_CODE = re.compile(r"enter the code (\S+)")
 
 
 class CatchUpError(RuntimeError):
@@ -81,37 +77,15 @@ def sign_in_developer(kit: target.Kit, timeout: float = 30) -> bool:
     control API as a facilitator would). Returns True when a sign-in happened."""
     with _as_developer(kit) as env:
         # A token, not just `az account show`: a profile whose sign-in no longer works fails.
-        # (Not every stale sign-in: after a sandbox reset, tokens still in the CLI's cache keep
-        # working until they expire; `python -m sandbox reset` users may need `az login`.)
         if _az(env, "account", "get-access-token", "--output", "json").returncode == 0:
             return False
-        az = shutil.which("az", path=env.get("PATH"))
-        proc = subprocess.Popen(
-            [az, "login", "--use-device-code"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        login = signin.AzLogin()
         try:
-            deadline = time.monotonic() + timeout
-            code = None
-            while code is None and time.monotonic() < deadline:
-                line = proc.stderr.readline()
-                if not line and proc.poll() is not None:
-                    break
-                found = _CODE.search(line)
-                code = found.group(1) if found else None
-            if code is None:
-                raise CatchUpError("`az login --use-device-code` printed no code.")
-            kit.sandbox.approve(code)
-            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate()
-        if proc.returncode != 0:
-            raise CatchUpError("`az login` did not complete after the code was approved.")
+            login.start(env)
+            kit.sandbox.approve(login.code)
+            login.wait(timeout=timeout, show_result=False)
+        except (RuntimeError, TimeoutError) as e:
+            raise CatchUpError(f"The developer's sign-in did not complete: {e}") from None
         return True
 
 

@@ -63,7 +63,8 @@ class AzLogin:
 
     # -- sandbox --------------------------------------------------------------------------------
 
-    def _start(self, env: dict[str, str]) -> None:
+    def start(self, env: dict[str, str]) -> None:
+        """Run the sandbox's ``az login --use-device-code`` with ``env`` until it shows a code."""
         az = shutil.which("az", path=env.get("PATH", ""))
         if az is None:
             raise RuntimeError(
@@ -110,8 +111,8 @@ class AzLogin:
 
     # -- both targets -----------------------------------------------------------------------------
 
-    def wait(self, timeout: float = 60) -> None:
-        """Block until the sign-in finishes, then display who is signed in.
+    def wait(self, timeout: float = 60, show_result: bool = True) -> None:
+        """Block until the sign-in finishes, then display who is signed in (``show_result``).
 
         Raises TimeoutError if nobody signed in within ``timeout`` seconds (you can call
         ``wait()`` again), RuntimeError if the sign-in was declined or expired.
@@ -130,16 +131,17 @@ class AzLogin:
         self._err.join(5)
         if self._process.returncode != 0:
             raise RuntimeError(f"az login failed: {self._last_error()}")
-        self._signed_in(json.loads(self._out.text or "[]"))
+        self._signed_in(json.loads(self._out.text or "[]"), show_result)
 
-    def _signed_in(self, subscriptions: list[dict[str, Any]]) -> None:
+    def _signed_in(self, subscriptions: list[dict[str, Any]], show_result: bool = True) -> None:
         current = next((s for s in subscriptions if s.get("isDefault")), None) or (
             subscriptions[0] if subscriptions else {}
         )
         self.user = (current.get("user") or {}).get("name")
         self.subscription = current.get("name")
         where = f" (subscription '{self.subscription}')" if self.subscription else ""
-        show(note(f"Signed in as {self.user}{where}.", ok=True))
+        if show_result:
+            show(note(f"Signed in as {self.user}{where}.", ok=True))
 
     def _check_azure_cli(self) -> None:
         """On Azure: report whether the Azure CLI already has a signed-in account."""
@@ -190,6 +192,6 @@ def az_login() -> AzLogin:
         return login
     env = dict(os.environ)
     sandbox_api.apply_env(env, kit.sandbox.persona("developer"))
-    login._start(env)
+    login.start(env)
     show(Rich(f"<p>{esc(login.message)}</p>", login.message))
     return login
