@@ -133,6 +133,13 @@ def fresh(control: Control) -> Control:
 
 
 @pytest.fixture
+def trust_sandbox_ca(sandbox: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trust the sandbox's CA (and the public roots) in this test's sync and async clients."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox["ca_bundle"])
+    monkeypatch.setenv("SSL_CERT_FILE", sandbox["ca_bundle"])
+
+
+@pytest.fixture
 def persona(control: Control, monkeypatch: pytest.MonkeyPatch):
     """Switch this test's process to a persona: ``persona("vm-tutorial")``."""
 

@@ -40,10 +40,7 @@ READER = world.role_definition_id("acdd72a7-3385-48ef-bd42-f606fba81ae7")
 CESO = world.role_definition_id("09976791-48a7-449e-bb21-39d1a415f350")
 
 
-@pytest.fixture(autouse=True)
-def trust(sandbox, monkeypatch):
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox["ca_bundle"])
-    monkeypatch.setenv("SSL_CERT_FILE", sandbox["ca_bundle"])
+pytestmark = pytest.mark.usefixtures("trust_sandbox_ca")
 
 
 def _bearer_client(sandbox, token: str) -> CommunicationIdentityClient:

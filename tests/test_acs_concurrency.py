@@ -18,10 +18,7 @@ from tests.acs_support import PHONE, SENDER, connection_string
 SENDERS = 60
 
 
-@pytest.fixture(autouse=True)
-def trust(sandbox, monkeypatch):
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox["ca_bundle"])
-    monkeypatch.setenv("SSL_CERT_FILE", sandbox["ca_bundle"])
+pytestmark = pytest.mark.usefixtures("trust_sandbox_ca")
 
 
 def _phone(i: int) -> str:

@@ -33,10 +33,7 @@ TEAMS_AUDIENCE = "https://auth.msft.communication.azure.com"
 TEAMS_APP = "1fd5118e-2576-4263-8130-9503064c837a"
 
 
-@pytest.fixture(autouse=True)
-def trust(sandbox, monkeypatch):
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox["ca_bundle"])
-    monkeypatch.setenv("SSL_CERT_FILE", sandbox["ca_bundle"])
+pytestmark = pytest.mark.usefixtures("trust_sandbox_ca")
 
 
 @pytest.fixture

@@ -30,11 +30,7 @@ from tests.acs_support import (
     sms_body,
 )
 
-
-@pytest.fixture(autouse=True)
-def trust(sandbox, monkeypatch):
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox["ca_bundle"])
-    monkeypatch.setenv("SSL_CERT_FILE", sandbox["ca_bundle"])
+pytestmark = pytest.mark.usefixtures("trust_sandbox_ca")
 
 
 def test_the_spec_validator_catches_a_wrong_body():

@@ -30,10 +30,7 @@ REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
 RECEIVED = "Microsoft.Communication.SMSReceived"
 
 
-@pytest.fixture(autouse=True)
-def trust(sandbox, monkeypatch):
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox["ca_bundle"])
-    monkeypatch.setenv("SSL_CERT_FILE", sandbox["ca_bundle"])
+pytestmark = pytest.mark.usefixtures("trust_sandbox_ca")
 
 
 @pytest.fixture
