@@ -1,6 +1,9 @@
-"""Fixtures of the browser tests: one ``make tutorial`` and one Chromium per session (see
+"""Fixtures of the browser tests: one ``make tutorial`` and one Chromium per module (see
 browser_lab.py for how they are kept away from the user's own set-up), and a screenshot in
-test-artifacts/ of what the browser showed when a test failed."""
+test-artifacts/ of what the browser showed when a test failed.
+
+Module scope, not session: Playwright's sync API keeps an asyncio loop running while it is
+open, and tests that call ``asyncio.run`` on the same worker must not run inside it."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 from browser_lab import CHROMIUM, CHROMIUM_ARGS, OUTCOME, Lab
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     running = Lab(tmp_path_factory.mktemp("browser-lab"))
     running.prepare()
@@ -23,7 +26,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Any]:
     """Chromium with a fresh profile (a persistent context, so the profile folder is ours)."""
     from playwright.sync_api import sync_playwright
