@@ -20,11 +20,10 @@ tutorial: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(JUPYTER_ARGS)
 
 # Two workers fit a 2-core machine; each notebook test runs its own kernel and sandbox.
-# loadgroup keeps the browser tests (one JupyterLab, one Chromium) on a single worker.
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 sandbox-stop: $(STAMP)
 	$(PY) -m sandbox stop

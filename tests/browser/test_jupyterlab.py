@@ -1,9 +1,10 @@
 """The tutorial in a real browser: every notebook through JupyterLab's "Run All", and the
 widgets used with mouse and keyboard.
 
-One JupyterLab (started by ``make tutorial``) and one Chromium serve the whole module, as one
-learner's session: the notebooks run in order against the same sandbox, each in its own tab
-and kernel. All of it runs on one pytest-xdist worker (``xdist_group``).
+One JupyterLab (started by ``make tutorial``) and one Chromium serve the module, as one learner's
+session: the notebooks run in order against the same sandbox, each in its own tab and kernel.
+Every test stands on its own (each notebook's set-up cell catches up, the widget tests run
+their notebook again), so pytest-xdist may share them out: each worker then starts its own.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from browser_lab import SCRATCH, Lab, screenshot_on_failure
 from jupyterlab_ui import WIDGET_FALLBACK, CodeCell, JupyterLabUI
 
 from sandbox import client
-
-pytestmark = pytest.mark.xdist_group("browser")
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]-*.ipynb"))
