@@ -15,9 +15,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# Jupyter refuses to run as root unless told; containers (dev containers, CI) often are root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 tutorial: $(STAMP)
 	$(PY) -m sandbox start
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(JUPYTER_ARGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(JUPYTER_ARGS)
 
 # Two workers fit a 2-core machine; each notebook test runs its own kernel and sandbox.
 PYTEST_WORKERS ?= 2

@@ -9,6 +9,7 @@ top of the HTTP stack itself.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import statistics
 import subprocess
@@ -16,11 +17,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sandbox import world
+from sandbox import client, world
 from sandbox.config import Settings
 
 CANNED: dict[str, tuple[int, dict[str, Any]]] = {
@@ -60,9 +62,17 @@ CANNED: dict[str, tuple[int, dict[str, Any]]] = {
 }
 
 
-def temp_settings() -> Settings:
+@contextmanager
+def throwaway_sandbox(start: bool = True) -> Iterator[tuple[Settings, dict[str, Any] | None]]:
+    """A sandbox on free ports in a temporary state folder, stopped and removed afterwards even
+    when the benchmark fails half-way; yields (settings, status document, or None unstarted)."""
     folder = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
-    return Settings(state_dir=folder, https_port=0, mi_port=0)
+    settings = Settings(state_dir=folder, https_port=0, mi_port=0)
+    try:
+        yield settings, client.start(settings) if start else None
+    finally:
+        client.stop(settings)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def serve_bare(port: int, state_dir: str | None) -> None:

@@ -20,9 +20,11 @@ import asyncio
 import os
 import time
 import uuid
+from typing import Any
 
-from benchmarks._common import report, start_bare, temp_settings, timed_pair
+from benchmarks._common import report, start_bare, throwaway_sandbox, timed_pair
 from sandbox import client, world
+from sandbox.config import Settings
 
 
 def _grant_vm_identity(settings, doc) -> str:  # noqa: ANN001
@@ -99,13 +101,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--per-client", type=int, default=20)
     args = parser.parse_args()
+    with throwaway_sandbox() as (settings, doc):
+        _measure(args, settings, doc)
 
+
+def _measure(args: argparse.Namespace, settings: Settings, doc: dict[str, Any]) -> None:
     from azure.communication.identity import CommunicationIdentityClient
     from azure.communication.sms import SmsClient
     from azure.identity import ManagedIdentityCredential
 
-    settings = temp_settings()
-    doc = client.start(settings)
     bare_url, stop_bare = start_bare(str(settings.state_dir))
     bare_url += "/"
     try:
@@ -145,7 +149,6 @@ def main() -> None:
             print(f"{f'sends/s, {args.clients} concurrent async clients, {label}':55} {rate:8.0f}")
     finally:
         stop_bare()
-        client.stop(settings)
 
 
 if __name__ == "__main__":

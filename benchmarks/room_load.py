@@ -24,14 +24,13 @@ import argparse
 import math
 import multiprocessing
 import os
-import shutil
 import time
 import traceback
 import uuid
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks._common import temp_settings
+from benchmarks._common import throwaway_sandbox
 from helpers.sandbox_api import Control, apply_env
 from sandbox import client
 
@@ -141,9 +140,7 @@ def main() -> int:
     import azure.communication.sms  # noqa: F401
     import azure.identity  # noqa: F401
 
-    settings = temp_settings()
-    doc = client.start(settings)
-    try:
+    with throwaway_sandbox() as (settings, doc):
         os.environ.update(REQUESTS_CA_BUNDLE=doc["ca_bundle"], SSL_CERT_FILE=doc["ca_bundle"])
         _grant(settings, doc)
         base = dict(os.environ)
@@ -152,9 +149,6 @@ def main() -> int:
             envs[kind] = dict(base)
             apply_env(envs[kind], client.control(settings, "GET", f"/_sandbox/personas/{kind}"))
         return run_room(args, doc, envs)
-    finally:
-        client.stop(settings)
-        shutil.rmtree(settings.state_dir, ignore_errors=True)
 
 
 def run_room(args: argparse.Namespace, doc: dict[str, Any], envs: dict[str, dict]) -> int:

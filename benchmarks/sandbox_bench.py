@@ -11,42 +11,46 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
-from benchmarks._common import report, start_bare, temp_settings, timed_pair
+from benchmarks._common import report, start_bare, throwaway_sandbox, timed_pair
 from sandbox import client
+from sandbox.config import Settings
 
 RESOURCE = "https://communication.azure.com/.default"
 
 
 def start_to_ready(runs: int = 15) -> None:
-    settings = temp_settings()
-    env = dict(
-        os.environ,
-        SANDBOX_STATE_DIR=str(settings.state_dir),
-        SANDBOX_HTTPS_PORT="0",
-        SANDBOX_MI_PORT="0",
-    )
-    cmd = [sys.executable, "-m", "sandbox", "start"]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
-    first = time.perf_counter() - t0
-    print(f"{'first start (generates CA, keys, seeds the store)':55} {first * 1000:8.0f} ms")
-    samples = []
-    for _ in range(runs):
-        client.stop(settings)
+    with throwaway_sandbox(start=False) as (settings, _):
+        env = dict(
+            os.environ,
+            SANDBOX_STATE_DIR=str(settings.state_dir),
+            SANDBOX_HTTPS_PORT="0",
+            SANDBOX_MI_PORT="0",
+        )
+        cmd = [sys.executable, "-m", "sandbox", "start"]
         t0 = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, capture_output=True)
-        samples.append(time.perf_counter() - t0)
-    report("start to ready (`python -m sandbox start`, existing state)", samples)
-    client.stop(settings)
+        first = time.perf_counter() - t0
+        print(f"{'first start (generates CA, keys, seeds the store)':55} {first * 1000:8.0f} ms")
+        samples = []
+        for _ in range(runs):
+            client.stop(settings)
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            samples.append(time.perf_counter() - t0)
+        report("start to ready (`python -m sandbox start`, existing state)", samples)
 
 
 def mi_token_ratio(runs: int = 200) -> None:
+    with throwaway_sandbox() as (settings, doc):
+        _mi_token_ratio(settings, doc, runs)
+
+
+def _mi_token_ratio(settings: Settings, doc: dict[str, Any], runs: int) -> None:
     from azure.identity import ClientSecretCredential, ManagedIdentityCredential
     from azure.mgmt.resource.resources import ResourceManagementClient
 
-    settings = temp_settings()
-    doc = client.start(settings)
     sp = client.control(settings, "GET", "/_sandbox/personas/service-principal")["set"]
     os.environ.update(REQUESTS_CA_BUNDLE=doc["ca_bundle"], SSL_CERT_FILE=doc["ca_bundle"])
     for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"):
@@ -95,7 +99,6 @@ def mi_token_ratio(runs: int = 200) -> None:
     sandboxed = report("MI token via SDK, sandbox (IMDS style, vm-tutorial)", samples[0])
     bare_med = report("MI token via SDK, bare endpoint (same stack)", samples[1])
     print(f"{'ratio sandbox / bare (goal <= 1.3)':55} {sandboxed / bare_med:8.2f}x")
-    client.stop(settings)
 
 
 if __name__ == "__main__":

@@ -164,8 +164,6 @@ class Lab:
                 "--LabApp.news_url=None",
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                 "--LabApp.extension_manager=readonly",
-                # CI runs as root, which Jupyter refuses unless told.
-                *(["--allow-root"] if os.geteuid() == 0 else []),
             ]
         )
         with open(self.log, "wb") as log:
