@@ -1,4 +1,5 @@
 # Two commands for learners and CI (see README): `make tutorial` and `make test`.
+# `make test` also installs Debian's Chromium for the browser tests when it is missing and it can.
 # Everything installs into .venv from pyproject.toml; nothing is re-installed when nothing changed.
 
 PYTHON ?= python3
@@ -26,6 +27,7 @@ tutorial: $(STAMP)
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP)
+	@tools/ensure_chromium.sh
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 sandbox-stop: $(STAMP)
