@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_kit import kit, shown  # noqa: F401 - fixtures for the helpers' tests
 
 from helpers.sandbox_api import apply_env
 from sandbox import client, personas

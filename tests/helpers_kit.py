@@ -3,50 +3,35 @@ helpers displayed, and a signed-in developer.
 
 ``helpers.setup()`` changes the process environment (it makes the kernel a persona) and a
 module global; these fixtures put both back after each test so no other test inherits them.
-Import the fixtures by name in a test module: ``from helpers_kit import kit, shown``.
+The fixtures are registered for every test by tests/conftest.py; the functions are imported.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import helpers
-from helpers import sandbox_api, target
+from helpers import target
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VM_ID_SUFFIX = "/providers/Microsoft.Compute/virtualMachines/vm-tutorial"
 VM_API = "2024-07-01"
 
 
-def sign_out(kit: target.Kit) -> None:
-    """Forget the developer's ``az`` sign-in. A reset revokes its refresh token but not the
-    access tokens ``az`` caches, so a profile left behind would look signed in to the next
-    test on this sandbox and then fail."""
-    env = dict(os.environ)
-    sandbox_api.apply_env(env, kit.sandbox.persona("developer"))
-    az = shutil.which("az", path=env["PATH"])
-    subprocess.run([az, "account", "clear"], env=env, capture_output=True, timeout=30, check=True)
-
-
 @pytest.fixture
 def kit(sandbox: dict[str, Any], control: Any):
-    """``helpers.setup()`` on the session's sandbox, reset to the seeded world, nobody signed in
-    to ``az``."""
+    """``helpers.setup()`` on the session's sandbox, reset to the seeded world (which also signs
+    the developer out of ``az``)."""
     saved = dict(os.environ)
     os.environ["SANDBOX_STATE_DIR"] = sandbox["state_dir"]
     os.environ["KIT_TARGET"] = "sandbox"
     control.reset()
     try:
-        kit_ = helpers.setup()
-        sign_out(kit_)
-        yield kit_
-        sign_out(kit_)
+        yield helpers.setup()
     finally:
         os.environ.clear()
         os.environ.update(saved)

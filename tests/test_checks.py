@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -16,17 +15,6 @@ import helpers
 from helpers import checks, progress
 
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
-
-
-@pytest.fixture
-def kit(sandbox, fresh, monkeypatch):
-    saved = dict(os.environ)
-    monkeypatch.setenv("SANDBOX_STATE_DIR", sandbox["state_dir"])
-    monkeypatch.setenv("KIT_TARGET", "sandbox")
-    kit = helpers.setup()
-    yield kit
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def _lines(report: checks.Report) -> dict[str, bool]:

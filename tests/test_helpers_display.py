@@ -9,14 +9,7 @@ from azure.communication.sms import SmsClient
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ManagedIdentityCredential
-from helpers_kit import (  # noqa: F401 - fixtures
-    connection_string,
-    enable_vm_identity,
-    html_of,
-    kit,
-    shown,
-    sp_credential,
-)
+from helpers_kit import connection_string, enable_vm_identity, html_of, sp_credential
 
 import helpers
 from helpers.display import countdown, table, token_rows
@@ -26,7 +19,7 @@ ACS = "https://communication.azure.com/.default"
 SP_CLIENT_ID = "c0ffee00-1111-4222-8333-444455556666"
 
 
-def test_show_token_displays_claims_never_the_signature(kit, shown):  # noqa: F811
+def test_show_token_displays_claims_never_the_signature(kit, shown):
     helpers.act_as("service-principal")
     token = sp_credential().get_token(ACS)
     claims = helpers.show_token(token)
@@ -43,7 +36,7 @@ def test_show_token_displays_claims_never_the_signature(kit, shown):  # noqa: F8
     assert "other claims (not shown):" in text and "uti" in text
 
 
-def test_show_token_of_a_managed_identity_names_its_resource(kit, shown):  # noqa: F811
+def test_show_token_of_a_managed_identity_names_its_resource(kit, shown):
     principal = enable_vm_identity(kit)
     helpers.act_as("vm-tutorial")
     claims = helpers.show_token(ManagedIdentityCredential().get_token(ACS).token)
@@ -81,7 +74,7 @@ def test_table_escapes_html():
     assert repr(view) == "a\n<b>x</b>"
 
 
-def test_inbox_and_events_show_what_was_sent(kit, shown):  # noqa: F811
+def test_inbox_and_events_show_what_was_sent(kit, shown):
     sms = SmsClient.from_connection_string(connection_string(kit))
     [result] = sms.send(
         from_=kit.sender, to=[kit.phone], message="hello inbox", enable_delivery_report=True
@@ -102,7 +95,7 @@ def test_inbox_and_events_show_what_was_sent(kit, shown):  # noqa: F811
     assert helpers.events("Microsoft.Communication.SMSReceived") == []
 
 
-def test_faults_switch_on_and_off(kit, shown):  # noqa: F811
+def test_faults_switch_on_and_off(kit, shown):
     sms = SmsClient.from_connection_string(connection_string(kit), retry_total=0)
     stored = helpers.fault("throttle", count=1, retry_after=2)
     assert stored == {"count": 1, "retry_after": 2}
@@ -120,7 +113,7 @@ def test_faults_switch_on_and_off(kit, shown):  # noqa: F811
     assert kit.sandbox.call("GET", "/_sandbox/faults")["faults"] == {}
 
 
-def test_unknown_faults_are_refused_with_the_known_names(kit):  # noqa: F811
+def test_unknown_faults_are_refused_with_the_known_names(kit):
     with pytest.raises(ValueError, match="known faults: throttle"):
         helpers.fault("earthquake")
     with pytest.raises(ValueError, match="has no parameter 'bogus'"):
@@ -137,7 +130,7 @@ def azure_kit(monkeypatch: pytest.MonkeyPatch):
     return kit_
 
 
-def test_on_azure_the_sandbox_only_helpers_explain_themselves(azure_kit, shown):  # noqa: F811
+def test_on_azure_the_sandbox_only_helpers_explain_themselves(azure_kit, shown):
     assert helpers.inbox() == [] and helpers.events() == []
     assert helpers.fault("throttle") == {}
     helpers.clear_faults()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from azure.identity import ClientSecretCredential
-from helpers_kit import REPO_ROOT, kit, shown, sp_credential  # noqa: F401 - fixtures
+from helpers_kit import REPO_ROOT, sp_credential
 
 import helpers
 from helpers.doctor import (
@@ -23,7 +23,7 @@ from helpers.doctor import (
 )
 
 
-def test_a_ready_kernel_gets_only_ticks(kit, shown):  # noqa: F811
+def test_a_ready_kernel_gets_only_ticks(kit, shown):
     helpers.doctor()
     [report] = shown
     assert report.ok
@@ -70,7 +70,7 @@ def test_untrusted_certificate_is_reported(sandbox):
     assert "certificate not trusted" in tls_handshake(sandbox["https_url"], certifi.where())
 
 
-def test_kernel_without_trust_settings_is_told_to_rerun_setup(kit, monkeypatch):  # noqa: F811
+def test_kernel_without_trust_settings_is_told_to_rerun_setup(kit, monkeypatch):
     monkeypatch.delenv("SSL_CERT_FILE")
     checks = check_sandbox(kit.status, in_kernel=True)
     assert [c.ok for c in checks] == [True, False]
@@ -78,7 +78,7 @@ def test_kernel_without_trust_settings_is_told_to_rerun_setup(kit, monkeypatch):
     assert "helpers.setup()" in checks[1].fix
 
 
-def test_credential_check(kit):  # noqa: F811
+def test_credential_check(kit):
     helpers.act_as("service-principal")
     assert check_credential(sp_credential).ok is True
 

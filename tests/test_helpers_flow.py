@@ -9,7 +9,7 @@ import pytest
 from azure.communication.identity import CommunicationIdentityClient
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import DefaultAzureCredential
-from helpers_kit import kit, shown, sp_credential  # noqa: F401 - fixtures
+from helpers_kit import sp_credential
 
 import helpers
 from helpers.flow import MAX_STEPS, flow_svg, steps_of, tidy
@@ -175,7 +175,7 @@ def test_tidy_shortens_resource_ids_and_long_text():
 # -- live: the real log of real SDK calls ---------------------------------------------------------
 
 
-def test_flow_draws_what_a_cell_caused(kit, shown):  # noqa: F811
+def test_flow_draws_what_a_cell_caused(kit, shown):
     from IPython.display import SVG as SvgObject
 
     mark = kit.sandbox.mark()
@@ -199,6 +199,6 @@ def test_flow_draws_what_a_cell_caused(kit, shown):  # noqa: F811
     assert str(kit.status["https_port"]) not in picture.data
 
 
-def test_flow_needs_a_mark(kit):  # noqa: F811
+def test_flow_needs_a_mark(kit):
     with pytest.raises(ValueError, match="kit.sandbox.mark"):
         helpers.flow(None)

