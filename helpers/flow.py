@@ -338,4 +338,16 @@ def flow(since_mark: int | None, title: str | None = None) -> None:
     from IPython.display import SVG, display
 
     entries = kit.sandbox.requests_since(since_mark)
-    display(SVG(data=flow_svg(entries, title=title, actor=kit.persona)))
+    display(SVG(data=flow_svg(entries, title=title, actor=calling_host(entries, kit.persona))))
+
+
+def calling_host(entries: Sequence[dict[str, Any]], persona: str | None = None) -> str | None:
+    """Where "your code" ran: the hosts whose identity endpoints it asked, in order, then the
+    kernel's persona. A cell may switch persona half-way, and the picture is drawn after it."""
+    names = [
+        "developer" if e["host"] == "developer-laptop" else e["host"]
+        for e in entries
+        if e.get("listener") == "mi" and e.get("host")
+    ]
+    names.append(persona)
+    return ", ".join(dict.fromkeys(n for n in names if n)) or None

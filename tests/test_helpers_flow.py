@@ -12,7 +12,7 @@ from azure.identity import DefaultAzureCredential
 from helpers_kit import sp_credential
 
 import helpers
-from helpers.flow import MAX_STEPS, flow_svg, steps_of, tidy
+from helpers.flow import MAX_STEPS, calling_host, flow_svg, steps_of, tidy
 
 TENANT = "7b3c2a10-5d4e-4f6a-9b8c-1d2e3f4a5b6c"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -79,6 +79,15 @@ def test_one_arrow_pair_per_exchange_with_lanes_labels_and_decisions():
     # two arrows (request, answer) per exchange: 3 exchanges -> 3 solid + 3 dashed lines
     lines = list(ET.fromstring(svg).iter(f"{SVG}line"))
     assert sum(1 for x in lines if x.get("stroke-width") == "1.6") == 6
+
+
+def test_your_code_runs_where_its_tokens_came_from():
+    assert calling_host([MI_REFUSED, MI_ISSUED, ACS_ALLOWED], "vm-tutorial") == "vm-tutorial"
+    func = dict(MI_ISSUED, host="func-tutorial", path="/hosts/func-tutorial/msi/token")
+    assert calling_host([MI_ISSUED, func], "func-tutorial") == "vm-tutorial, func-tutorial"
+    assert calling_host([dict(MI_REFUSED, host="developer-laptop")], "developer") == "developer"
+    assert calling_host([ACS_ALLOWED, THROTTLED], "service-principal") == "service-principal"
+    assert calling_host([]) is None
 
 
 def test_colours_follow_the_decision():
@@ -189,7 +198,8 @@ def test_flow_draws_what_a_cell_caused(kit, shown):
     [picture] = shown
     assert isinstance(picture, SvgObject)
     words = texts(picture.data)
-    assert "(service-principal)" in words  # the kernel's persona when the picture was drawn
+    # the host whose identity endpoint answered, then the kernel's persona at drawing time
+    assert "(vm-tutorial, service-principal)" in words
     assert "identity endpoint" in words and "(vm-tutorial)" in words
     assert any(re.match(r"400 · refused", w) for w in words)
     assert "token for communication.azure.com (client secret)" in words
