@@ -25,13 +25,14 @@ from sandbox.personas import CREDENTIAL_VARIABLES
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
+GUARD = REPO / "tests" / "loopback_guard"  # its sitecustomize refuses non-loopback sockets
 RUN_TIMEOUT = 900  # seconds for one whole notebook
 CELL_TIMEOUT = 300
 
 
-def notebook_env(state_dir: Path) -> dict[str, str]:
+def notebook_env(state_dir: Path, guard_log: Path) -> dict[str, str]:
     """This process's environment, minus anything that could steer a credential or the target,
-    plus a sandbox of the notebook's own."""
+    plus a sandbox of the notebook's own, and the loopback guard in every Python process."""
     drop = set(CREDENTIAL_VARIABLES) | {"REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"}
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("SANDBOX_")}
     env.update(
@@ -40,6 +41,8 @@ def notebook_env(state_dir: Path) -> dict[str, str]:
         SANDBOX_MI_PORT="0",
         KIT_TARGET="sandbox",
         PYTHONDONTWRITEBYTECODE="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(GUARD), os.environ.get("PYTHONPATH")])),
+        KIT_LOOPBACK_GUARD_LOG=str(guard_log),
     )
     return env
 
@@ -54,7 +57,8 @@ def test_notebook_reproduces_its_outputs(notebook: Path, tmp_path: Path):
     cells = json.loads(notebook.read_text())["cells"]
     code = [c for c in cells if c["cell_type"] == "code"]
     assert any(c.get("outputs") for c in code), f"{notebook.name} has no committed outputs"
-    env = notebook_env(tmp_path / "sandbox-state")
+    guard_log = tmp_path / "non-loopback.log"
+    env = notebook_env(tmp_path / "sandbox-state", guard_log)
     command = [
         sys.executable, "-m", "pytest", "--nbval", str(notebook),
         "--nbval-sanitize-with", str(SANITIZE), "--nbval-current-env",
@@ -75,6 +79,29 @@ def test_notebook_reproduces_its_outputs(notebook: Path, tmp_path: Path):
         )
     report = result.stdout[-40000:] + "\n" + result.stderr[-5000:]
     assert result.returncode == 0, f"{notebook.name} does not reproduce its outputs:\n{report}"
+    attempts = guard_log.read_text() if guard_log.exists() else ""
+    assert attempts == "", f"{notebook.name} tried to leave 127.0.0.1:\n{attempts}"
+
+
+def test_the_loopback_guard_refuses_and_records(tmp_path: Path):
+    """The guard the notebook runs rely on: a process with it cannot reach beyond loopback."""
+    log = tmp_path / "guard.log"
+    probe = (
+        "import socket\n"
+        "try:\n"
+        "    socket.create_connection(('login.microsoftonline.com', 443), timeout=1)\n"
+        "except OSError as e:\n"
+        "    print(e)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=notebook_env(tmp_path / "unused", log),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "loopback guard" in result.stdout
+    assert "login.microsoftonline.com" in log.read_text()
 
 
 # -- the sanitize file replaces volatile values and nothing else -----------------------------------
