@@ -12,11 +12,12 @@ from helpers.flow import flow
 from helpers.progress import catch_up
 from helpers.redact import redact_key, redact_secret, token_claims
 from helpers.signin import az_login
-from helpers.target import Kit, act_as, mgmt_client_kwargs, setup
+from helpers.target import Kit, act_as, acting_as, mgmt_client_kwargs, setup
 
 __all__ = [
     "Kit",
     "act_as",
+    "acting_as",
     "az_login",
     "catch_up",
     "clear_faults",

@@ -187,10 +187,7 @@ def ready(kit: target.Kit) -> Report:
             "Run `python -m sandbox start` in a terminal and re-run the set-up cell.",
         )
     try:
-        if kit.target == target.SANDBOX:
-            with progress._as_developer(kit):
-                token = AzureCliCredential().get_token(target.ARM_SCOPE)
-        else:
+        with target.acting_as("developer"):  # on Azure: nothing changes
             token = AzureCliCredential().get_token(target.ARM_SCOPE)
         claims = token_claims(token.token)
         who = claims.get("upn") or claims.get("preferred_username") or "a user"

@@ -16,11 +16,9 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from helpers import sandbox_api, signin, target
+from helpers import signin, target
 
 # The names the tutorial uses (notebook 1 creates / enables them, notebook 2 grants the role).
 VM_NAME = "vm-tutorial"
@@ -51,18 +49,6 @@ def host_id(kit: target.Kit, name: str, rtype: str) -> str:
     )
 
 
-@contextmanager
-def _as_developer(kit: target.Kit) -> Iterator[dict[str, str]]:
-    """Run the block with the developer persona's environment, then put the kernel's back."""
-    saved = dict(os.environ)
-    sandbox_api.apply_env(os.environ, kit.sandbox.persona("developer"))
-    try:
-        yield dict(os.environ)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def _az(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     az = shutil.which("az", path=env.get("PATH"))
     if az is None:
@@ -75,7 +61,8 @@ def _az(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.Comp
 def sign_in_developer(kit: target.Kit, timeout: float = 30) -> bool:
     """Sign the developer in to the sandbox's ``az`` if needed (device code, approved through the
     control API as a facilitator would). Returns True when a sign-in happened."""
-    with _as_developer(kit) as env:
+    with target.acting_as("developer"):
+        env = dict(os.environ)
         # A token, not just `az account show`: a profile whose sign-in no longer works fails.
         if _az(env, "account", "get-access-token", "--output", "json").returncode == 0:
             return False
@@ -186,18 +173,16 @@ def catch_up(through: int, quiet: bool = False) -> str:
             f"done notebooks 0-{through} first (" + "; ".join(done) + ")."
         )
     else:
-        persona = kit.persona or "developer"
         sign_in_developer(kit)
         if through >= 1:
             from azure.identity import AzureCliCredential
 
-            with _as_developer(kit):
+            with target.acting_as("developer"):
                 credential = AzureCliCredential()
                 principals = enable_identities(kit, credential)
                 if through >= 2:
                     assign_roles(kit, credential, principals)
         kit.sandbox.call("DELETE", "/_sandbox/faults")
-        target.act_as(persona)
         message = f"caught up through notebook {through}: " + "; ".join(done) + "."
     if not quiet:
         print(message)

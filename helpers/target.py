@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +191,28 @@ def act_as(persona: str) -> str:
     sandbox_api.apply_env(os.environ, kit.sandbox.persona(persona))
     kit.persona = persona
     return persona
+
+
+@contextmanager
+def acting_as(persona: str | None) -> Iterator[None]:
+    """Act as a sandbox persona for the duration of a block, then restore the environment.
+
+    Credentials read the environment when they are built (and ``AzureCliCredential`` finds
+    ``az`` on PATH when it runs), so both must happen inside the block.
+    """
+    kit = current()
+    if persona is None or kit.target != SANDBOX:
+        yield
+        return
+    saved_env, saved_persona = dict(os.environ), kit.persona
+    sandbox_api.apply_env(os.environ, kit.sandbox.persona(persona))
+    kit.persona = persona
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        kit.persona = saved_persona
 
 
 def mgmt_client_kwargs() -> dict[str, Any]:

@@ -13,17 +13,14 @@ kernel; that line is what the notebook tests compare.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import ipywidgets as w
 
-from helpers import sandbox_api, target
+from helpers import target
 from helpers.display import Rich, countdown, esc, inbox_view, table, token_view, utc
 
 ACS_SCOPE = "https://communication.azure.com/.default"
@@ -45,28 +42,6 @@ def _error_text(error: BaseException) -> str:
     first = str(message).strip().splitlines()[0]
     status = getattr(error, "status_code", None)
     return f"{status}: {first}" if status else first
-
-
-@contextmanager
-def acting_as(persona: str | None) -> Iterator[None]:
-    """Act as a sandbox persona for the duration of a block, then restore the environment.
-
-    Credentials read the environment when they are built (and ``AzureCliCredential`` finds
-    ``az`` on PATH when it runs), so both must happen inside the block.
-    """
-    kit = target.current()
-    if persona is None or kit.target != target.SANDBOX:
-        yield
-        return
-    saved_env, saved_persona = dict(os.environ), kit.persona
-    sandbox_api.apply_env(os.environ, kit.sandbox.persona(persona))
-    kit.persona = persona
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved_env)
-        kit.persona = saved_persona
 
 
 class KitWidget(w.VBox):
@@ -226,7 +201,7 @@ class CredentialChainExplorer(KitWidget):
         answered and those after it, so the chain reports its reasons)."""
         persona = self.persona.value if not self.persona.disabled else None
         scope = self.scope.value.strip()
-        with acting_as(persona):
+        with target.acting_as(persona):
             names, answered, why = self._run(scope)
             if answered in names and names.index(answered) > 0:
                 later = names[names.index(answered) :]
@@ -268,7 +243,8 @@ class RoleSwitch(KitWidget):
         self,
         principal_id: str,
         *,
-        credential: Any,
+        credential: Any = None,
+        run_as: str | None = None,
         role: str = "Contributor",
         admin_credential: Any = None,
     ) -> None:
@@ -276,6 +252,7 @@ class RoleSwitch(KitWidget):
         self.kit = kit
         self.principal_id = principal_id
         self.credential = credential
+        self.run_as = run_as
         self.role = role
         self.admin_credential = admin_credential
         self.granted = w.ToggleButtons(
@@ -324,7 +301,7 @@ class RoleSwitch(KitWidget):
 
     def refresh(self) -> bool:
         """Read the current assignment from Resource Manager into the toggle."""
-        with acting_as("developer" if self.admin_credential is None else None):
+        with target.acting_as("developer" if self.admin_credential is None else None):
             client = self._authorization_client()
             has = bool(self._assignments(client, self._role_definition_id(client)))
         self.granted.value = has
@@ -337,7 +314,7 @@ class RoleSwitch(KitWidget):
 
         want = bool(self.granted.value)
         try:
-            with acting_as("developer" if self.admin_credential is None else None):
+            with target.acting_as("developer" if self.admin_credential is None else None):
                 client = self._authorization_client()
                 definition = self._role_definition_id(client)
                 current = self._assignments(client, definition)
@@ -362,13 +339,16 @@ class RoleSwitch(KitWidget):
         return want
 
     def try_call(self) -> bool:
-        """``CommunicationIdentityClient.create_user()`` with the principal's credential."""
+        """``CommunicationIdentityClient.create_user()`` with the principal's credential, on the
+        host it lives on (``run_as``) whatever the kernel acts as when the button is clicked."""
         from azure.communication.identity import CommunicationIdentityClient
         from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+        from azure.identity import DefaultAzureCredential
 
-        client = CommunicationIdentityClient(self.kit.acs_endpoint, self.credential)
         try:
-            client.create_user()
+            with target.acting_as(self.run_as):
+                credential = self.credential or DefaultAzureCredential()
+                CommunicationIdentityClient(self.kit.acs_endpoint, credential).create_user()
         except ClientAuthenticationError as e:
             self.result.value = _line(f"no token: {_error_text(e)}", False)
             return False
@@ -382,12 +362,22 @@ class RoleSwitch(KitWidget):
 
 
 def role_switch(
-    principal_id: str, *, credential: Any, role: str = "Contributor", admin_credential: Any = None
+    principal_id: str,
+    *,
+    credential: Any = None,
+    run_as: str | None = None,
+    role: str = "Contributor",
+    admin_credential: Any = None,
 ) -> RoleSwitch:
     """Grant or remove ``role`` on the ACS resource for ``principal_id`` (as the developer, with
-    the authorization management SDK), then try ``create_user`` with ``credential``."""
+    the authorization management SDK), then try ``create_user`` as that principal: with
+    ``credential``, or with ``DefaultAzureCredential()`` on the host ``run_as`` names."""
     return RoleSwitch(
-        principal_id, credential=credential, role=role, admin_credential=admin_credential
+        principal_id,
+        credential=credential,
+        run_as=run_as,
+        role=role,
+        admin_credential=admin_credential,
     )
 
 
@@ -510,7 +500,6 @@ def sms_composer(sms_client: Any, kit: target.Kit) -> SmsComposer:
 
 __all__ = [
     "Rich",
-    "acting_as",
     "credential_chain_explorer",
     "identity_explorer",
     "role_switch",

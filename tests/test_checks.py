@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -33,8 +34,8 @@ def test_report_shows_fixes_only_for_failures():
 
 
 def test_ready_needs_the_developer_sign_in(kit):
-    with progress._as_developer(kit) as env:
-        progress._az(env, "logout")
+    with helpers.acting_as("developer"):
+        progress._az(dict(os.environ), "logout")
     assert not checks.ready(kit).ok
     helpers.catch_up(through=0, quiet=True)
     assert checks.ready(kit).ok

@@ -136,6 +136,21 @@ def test_role_switch_grants_tries_and_removes(kit):
     assert kit.persona == "vm-tutorial"  # the management calls ran as the developer, then back
 
 
+def test_role_switch_runs_the_call_on_the_principal_s_host_whatever_the_kernel_acts_as(kit):
+    principal = enable_vm_identity(kit)
+    sign_in(kit)
+    helpers.act_as("developer")
+    switch = widgets.role_switch(principal, run_as="vm-tutorial")
+    assert switch.try_call() is False  # the VM's identity, not the developer (who is Owner)
+    assert "no role on scope" in switch.result.value
+    switch.granted.value = True
+    assert switch.apply() is True
+    assert switch.try_call() is True
+    assert kit.persona == "developer" and "vm-tutorial" not in os.environ.get(
+        "AZURE_POD_IDENTITY_AUTHORITY_HOST", ""
+    )
+
+
 def test_role_switch_reports_a_refused_change(kit):
     helpers.act_as("service-principal")
     switch = widgets.role_switch(
