@@ -3,10 +3,8 @@ socket guard that fails any test whose process opens a connection beyond loopbac
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import socket
 import ssl
 import urllib.request
 from pathlib import Path
@@ -18,6 +16,7 @@ from helpers_kit import kit, shown  # noqa: F401 - fixtures for the helpers' tes
 from helpers.sandbox_api import apply_env
 from sandbox import client, personas
 from sandbox.config import Settings
+from tests.loopback_guard.sitecustomize import install as install_loopback_guard
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,59 +28,28 @@ class NonLoopbackConnection(AssertionError):
     pass
 
 
-def _is_loopback(host: Any) -> bool:
-    if host in ("localhost", "", None):
-        return True
-    try:
-        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
-    except ValueError:
-        return False
+_violations: list[list[str]] = []  # one list per running test (the socket_guard fixture)
 
 
-_original_connect = socket.socket.connect
-_original_connect_ex = socket.socket.connect_ex
-_original_getaddrinfo = socket.getaddrinfo
-_violations: list[str] = []
-
-
-def _check(address: Any) -> None:
-    if isinstance(address, tuple) and not _is_loopback(address[0]):
-        _violations.append(str(address))
-        raise NonLoopbackConnection(f"test opened a socket to {address!r}: only 127.0.0.1 allowed")
-
-
-def _guarded_connect(self, address):  # type: ignore[no-untyped-def]
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        _check(address)
-    return _original_connect(self, address)
-
-
-def _guarded_connect_ex(self, address):  # type: ignore[no-untyped-def]
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        _check(address)
-    return _original_connect_ex(self, address)
-
-
-def _guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
-    name = host.decode() if isinstance(host, bytes) else host
-    if not _is_loopback(name):
-        _violations.append(f"DNS lookup of {name}")
-        raise NonLoopbackConnection(f"test looked up {name!r}: only 127.0.0.1 allowed")
-    return _original_getaddrinfo(host, *args, **kwargs)
+def _refuse(what: str) -> None:
+    for found in _violations:
+        found.append(what)
+    raise NonLoopbackConnection(f"a test tried a {what}: only 127.0.0.1 is allowed")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
-    socket.getaddrinfo = _guarded_getaddrinfo
+    install_loopback_guard(_refuse)
 
 
 @pytest.fixture(autouse=True)
-def socket_guard():
-    """Fail the test if anything in it tried to leave loopback, even if the SDK swallowed it."""
-    before = len(_violations)
-    yield
-    assert _violations[before:] == [], f"non-loopback network use: {_violations[before:]}"
+def socket_guard() -> Any:
+    """Fail the test if anything in it tried to leave loopback, even if the SDK swallowed it.
+    Yields the list the test's refusals go to (a test of the guard itself empties it)."""
+    found: list[str] = []
+    _violations.append(found)
+    yield found
+    _violations.remove(found)
+    assert found == [], f"non-loopback network use: {found}"
 
 
 # -- a live sandbox ----------------------------------------------------------------------------
