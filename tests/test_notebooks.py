@@ -10,7 +10,6 @@ values listed in ``tests/nbval_sanitize.cfg`` (checked below).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,31 +19,13 @@ from pathlib import Path
 import pytest
 from nbval.plugin import get_sanitize_patterns
 
-from sandbox.personas import CREDENTIAL_VARIABLES
+from tools.notebook_env import notebook_env
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
-GUARD = REPO / "tests" / "loopback_guard"  # its sitecustomize refuses non-loopback sockets
 RUN_TIMEOUT = 900  # seconds for one whole notebook
 CELL_TIMEOUT = 300
-
-
-def notebook_env(state_dir: Path, guard_log: Path) -> dict[str, str]:
-    """This process's environment, minus anything that could steer a credential or the target,
-    plus a sandbox of the notebook's own, and the loopback guard in every Python process."""
-    drop = set(CREDENTIAL_VARIABLES) | {"REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"}
-    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("SANDBOX_")}
-    env.update(
-        SANDBOX_STATE_DIR=str(state_dir),
-        SANDBOX_HTTPS_PORT="0",
-        SANDBOX_MI_PORT="0",
-        KIT_TARGET="sandbox",
-        PYTHONDONTWRITEBYTECODE="1",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(GUARD), os.environ.get("PYTHONPATH")])),
-        KIT_LOOPBACK_GUARD_LOG=str(guard_log),
-    )
-    return env
 
 
 def test_the_tutorial_has_numbered_notebooks():

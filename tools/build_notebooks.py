@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -32,6 +31,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the sandbox package
+from tools.notebook_env import notebook_env  # noqa: E402 - needs the line above
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = REPO / "tools" / "notebooks"
@@ -176,26 +176,14 @@ def leaked_secrets(path: Path, known: list[str] = ()) -> list[str]:
 def execute(path: Path, timeout: int = 120) -> tuple[Path, float, str]:
     """Run one notebook in place with nbclient against its own fresh sandbox."""
     with tempfile.TemporaryDirectory(prefix="nb-sandbox-") as state:
-        # As the notebook tests do: nothing from this shell may steer a credential or the target.
-        from sandbox.personas import CREDENTIAL_VARIABLES
-
-        drop = {*CREDENTIAL_VARIABLES, "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"}
-        env = {
-            k: v for k, v in os.environ.items() if k not in drop and not k.startswith("SANDBOX_")
-        }
-        env.update(
-            SANDBOX_STATE_DIR=state,
-            SANDBOX_HTTPS_PORT="0",
-            SANDBOX_MI_PORT="0",
-            KIT_TARGET="sandbox",
-            PYTHONUNBUFFERED="1",
-        )
+        guard_log = Path(state) / "non-loopback.log"
+        env = notebook_env(Path(state) / "sandbox", guard_log)
         code = (
             "import sys, nbformat\n"
             "from nbclient import NotebookClient\n"
             "p = sys.argv[1]\n"
             "nb = nbformat.read(p, as_version=4)\n"
-            f"NotebookClient(nb, timeout={timeout}, kernel_name='python3',\n"
+            f"NotebookClient(nb, timeout={timeout}, kernel_name='python3', record_timing=False,\n"
             "    resources={'metadata': {'path': sys.argv[2]}}).execute()\n"
             "nbformat.write(nb, p)\n"
         )
@@ -208,12 +196,15 @@ def execute(path: Path, timeout: int = 120) -> tuple[Path, float, str]:
         )
         took = time.monotonic() - started
         known = installation_secrets(env)
+        left_loopback = guard_log.read_text() if guard_log.exists() else ""
         subprocess.run(
             [sys.executable, "-m", "sandbox", "stop"], env=env, capture_output=True, text=True
         )
     problem = "" if run.returncode == 0 else (run.stderr.strip().splitlines() or ["failed"])[-1]
     if run.returncode != 0:
         sys.stderr.write(run.stderr[-4000:])
+    elif left_loopback:
+        problem = "tried to leave 127.0.0.1: " + left_loopback.strip()
     elif leaks := leaked_secrets(path, known):
         problem = "secret-like output: " + "; ".join(leaks)
     return path, took, problem
