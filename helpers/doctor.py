@@ -9,12 +9,10 @@ so the welcome notebook's output is the same on every machine that is ready.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
 import ssl
-import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -22,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from helpers import target
+from helpers import sandbox_api, target
 from helpers.display import Rich, esc, show
 
 MIN_PYTHON = (3, 10)
@@ -138,22 +136,6 @@ def tls_handshake(url: str, cafile: str | None, timeout: float = 5.0) -> str | N
         return f"no TLS answer ({e.__class__.__name__}: {e})"
 
 
-def _running_sandbox() -> dict[str, Any] | None:
-    """The status document of the sandbox this process would use, without starting one."""
-    result = subprocess.run(
-        [sys.executable, "-m", "sandbox", "status", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if result.returncode != 0:
-        return None
-    try:
-        return json.loads(result.stdout)
-    except ValueError:
-        return None
-
-
 def check_sandbox(status: dict[str, Any] | None, in_kernel: bool) -> list[Check]:
     """The sandbox runs, answers over TLS, and (in a set-up kernel) the SDKs trust it."""
     if status is None:
@@ -259,7 +241,7 @@ def run_checks(target_name: str | None = None) -> Report:
         checks += check_azure()
     else:
         in_kernel = kit is not None and kit.target == target.SANDBOX
-        status = kit.status if in_kernel else _running_sandbox()
+        status = kit.status if in_kernel else sandbox_api.running()
         checks += check_sandbox(status, in_kernel)
     return Report(checks)
 

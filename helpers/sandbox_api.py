@@ -22,14 +22,24 @@ class SandboxUnavailable(RuntimeError):
     """Raised with one sentence telling the learner what to do next."""
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def running() -> dict[str, Any] | None:
+    """The status document of the sandbox this process would use, without starting one."""
+    result = _cli("status", "--json")
+    try:
+        return json.loads(result.stdout) if result.returncode == 0 else None
+    except ValueError:
+        return None
+
+
 def start() -> dict[str, Any]:
     """Start the sandbox if needed (about a second) and return its status document."""
-    result = subprocess.run(
-        [sys.executable, "-m", "sandbox", "start", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _cli("start", "--json")
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise SandboxUnavailable(
