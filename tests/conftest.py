@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
+import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 from helpers_kit import kit, shown  # noqa: F401 - fixtures for the helpers' tests
 
 from helpers.sandbox_api import apply_env
-from sandbox import client, personas
+from sandbox import client, personas, pki
 from sandbox.config import Settings
 from tests.loopback_guard.sitecustomize import install as install_loopback_guard
 
@@ -37,8 +39,23 @@ def _refuse(what: str) -> None:
     raise NonLoopbackConnection(f"a test tried a {what}: only 127.0.0.1 is allowed")
 
 
+_SESSION_STATE: dict[str, Path] = {}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     install_loopback_guard(_refuse)
+    # The session's sandbox keys are made now, before test modules are imported, so that its CA
+    # is trusted from the start: aiohttp reads SSL_CERT_FILE once, when it is first imported,
+    # and a test module that imports an async client would otherwise freeze the wrong trust.
+    folder = Path(tempfile.mkdtemp(prefix="kit-test-sandbox-"))
+    pki.ensure_pki(folder)
+    _SESSION_STATE["folder"] = folder
+    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
+        os.environ[name] = str(folder / pki.BUNDLE_FILE)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_SESSION_STATE.pop("folder", ""), ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +73,10 @@ def socket_guard() -> Any:
 
 
 @pytest.fixture(scope="session")
-def sandbox_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    folder = tmp_path_factory.mktemp("sandbox-state")
+def sandbox_settings() -> Settings:
+    """The session sandbox's settings; its folder (and CA) were made in pytest_configure."""
+    folder = _SESSION_STATE["folder"]
+    os.chmod(folder, 0o700)
     return Settings(state_dir=folder, https_port=0, mi_port=0)
 
 

@@ -19,7 +19,7 @@ from azure.communication.identity.aio import CommunicationIdentityClient as Asyn
 from azure.communication.sms import SmsClient
 from azure.communication.sms.aio import SmsClient as AsyncSmsClient
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
-from azure.identity import DeviceCodeCredential, ManagedIdentityCredential
+from azure.identity import ManagedIdentityCredential
 from azure.identity.aio import ManagedIdentityCredential as AsyncManagedIdentityCredential
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.communication import CommunicationServiceManagementClient
@@ -27,26 +27,14 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 
 from sandbox import world
 from tests.acs_support import PHONE, SENDER
+from tests.test_arm import developer_credential
 
 MGMT = {"credential_scopes": ["https://management.azure.com/.default"]}
 
 
-def _developer(sandbox, control) -> DeviceCodeCredential:
-    def approve(uri: str, user_code: str, expires_on) -> None:
-        control("POST", f"/_sandbox/device-codes/{user_code}/approve")  # the person signs in
-
-    return DeviceCodeCredential(
-        client_id=world.AZURE_CLI_CLIENT_ID,
-        tenant_id=world.TENANT_ID,
-        authority=sandbox["https_url"],
-        disable_instance_discovery=True,
-        prompt_callback=approve,
-    )
-
-
 def test_managed_identity_story(sandbox, fresh, persona):
     persona("developer")
-    dev = _developer(sandbox, fresh)
+    dev = developer_credential(sandbox, fresh)
     arm = {"base_url": sandbox["arm_url"], **MGMT}
     resources = ResourceManagementClient(dev, world.SUBSCRIPTION_ID, **arm)
     authz = AuthorizationManagementClient(dev, world.SUBSCRIPTION_ID, **arm)

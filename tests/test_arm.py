@@ -62,21 +62,26 @@ def sp_credential(sandbox, sp_secret):
         yield cred
 
 
-@pytest.fixture(scope="session")
-def dev_credential(sandbox, control):
-    """The developer, signed in with the device-code flow and approved through the control API."""
+def developer_credential(sandbox: dict[str, Any], control: Any) -> DeviceCodeCredential:
+    """The developer, signed in with the device-code flow and approved through the control API
+    (as a facilitator would) the moment the credential shows its code."""
 
     def approve(verification_uri: str, user_code: str, expires_on: Any) -> None:
         control("POST", f"/_sandbox/device-codes/{user_code}/approve")
 
-    with DeviceCodeCredential(
+    return DeviceCodeCredential(
         client_id=world.AZURE_CLI_CLIENT_ID,
         tenant_id=world.TENANT_ID,
         authority=sandbox["authority_host"],
         disable_instance_discovery=True,
         prompt_callback=approve,
         connection_verify=sandbox["ca_file"],
-    ) as cred:
+    )
+
+
+@pytest.fixture(scope="session")
+def dev_credential(sandbox, control):
+    with developer_credential(sandbox, control) as cred:
         yield cred
 
 

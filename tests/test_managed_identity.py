@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
-import jwt
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import (
@@ -26,6 +24,7 @@ from azure.identity.aio import ManagedIdentityCredential as AsyncManagedIdentity
 
 from sandbox import world
 from tests.test_arm import FUNC_ID, VM_ID, new_uai, set_identity, sp_credential_for
+from tests.test_entra import make_verifier
 
 ACS_SCOPE = "https://communication.azure.com//.default"
 ACS_RESOURCE = "https://communication.azure.com/"
@@ -33,18 +32,7 @@ ACS_RESOURCE = "https://communication.azure.com/"
 
 def claims_of(doc: dict[str, Any], token: str) -> dict[str, Any]:
     """Claims of a token whose signature, issuer and audience check out against the JWKS."""
-    ctx = ssl.create_default_context(cafile=doc["ca_file"])
-    url = f"{doc['https_url']}/{world.TENANT_ID}/discovery/v2.0/keys"
-    with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:
-        jwks = jwt.PyJWKSet.from_dict(json.load(resp))
-    key = jwks[jwt.get_unverified_header(token)["kid"]]
-    return jwt.decode(
-        token,
-        key.key,
-        algorithms=["RS256"],
-        audience=ACS_RESOURCE,
-        issuer=f"{doc['https_url']}/{world.TENANT_ID}/v2.0",
-    )
+    return make_verifier(doc)(token, ACS_RESOURCE)
 
 
 def mi_get(doc: dict[str, Any], path: str, headers: dict[str, str] | None = None):
