@@ -223,7 +223,9 @@ LABEL_PAD = 8  # between a label and the lifelines either side of it
 WRAP_CHARS = 48  # a label wider than this wraps
 COLORS = {"ok": "#1a7f37", "refused": "#cf222e", "waiting": "#9a6700", "neutral": "#57606a"}
 INK, LIFELINE, BOX_FILL = "#1f2328", "#8c959f", "#f6f8fa"
-LEGEND = "green: allowed or issued · red: refused · amber: waiting, throttled or unavailable"
+# Each answer carries a mark as well as a colour, so the picture reads without colour vision.
+MARKS = {"ok": "✓", "refused": "✗", "waiting": "⧗", "neutral": "·"}
+LEGEND = "✓ green: allowed or issued · ✗ red: refused · ⧗ amber: waiting, throttled or unavailable"
 HALO = 'paint-order="stroke" stroke="#ffffff" stroke-width="4" stroke-linejoin="round"'
 
 
@@ -285,6 +287,27 @@ def _lane_positions(
     return x_of
 
 
+def _asked(step: Step) -> str:
+    return step.request + (f" ×{step.repeat}" if step.repeat > 1 else "")
+
+
+def describe(
+    steps: Sequence[Step], lanes: Sequence[str], actor: str | None = None, hidden: int = 0
+) -> str:
+    """The picture as sentences: its text alternative (the SVG's ``desc``), for screen readers
+    and for anyone who prefers to read the exchanges one by one."""
+    names = {lane: " ".join(p for p in _lane_label(lane, actor) if p) for lane in lanes}
+    if not steps:
+        return "No request reached the sandbox since the mark."
+    lines = [
+        f"{i}. {names[s.source]} to {names[s.target]}: {_asked(s)}. Answer: {s.response}."
+        for i, s in enumerate(steps, 1)
+    ]
+    if hidden:
+        lines.append(f"… and {hidden} more exchanges not drawn.")
+    return " ".join(lines)
+
+
 def _lines(x: float, y: float, lines: Sequence[str], **style: Any) -> str:
     """One text element per label; extra lines are tspans, so the label stays one piece of text
     for a screen reader and for the tests."""
@@ -308,7 +331,7 @@ def flow_svg(
     steps = steps[:MAX_STEPS]
     lanes = _lane_order(steps)
     labels = [
-        (wrap(s.request + (f" ×{s.repeat}" if s.repeat > 1 else "")), wrap(s.response))
+        (wrap(_asked(s)), wrap(f"{MARKS.get(s.tone, MARKS['neutral'])} {s.response}"))
         for s in steps
     ]
     x_of = _lane_positions(lanes, steps, labels)
@@ -331,6 +354,7 @@ def flow_svg(
         f'viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(title or "request flow", {chr(34): "&quot;"})}">',
         f"<title>{escape(title or 'request flow')}</title>",
+        f"<desc>{escape(describe(steps, lanes, actor, hidden))}</desc>",
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
     ]
     if title:

@@ -72,11 +72,11 @@ def test_one_arrow_pair_per_exchange_with_lanes_labels_and_decisions():
     }
     assert lanes["your code"] < lanes["identity endpoint"] < lanes["Communication Services"]
     assert "token request (managed identity)" in words
-    assert "400 · refused: Identity not found" in words
+    assert "✗ 400 · refused: Identity not found" in words
     assert "token for communication.azure.com (managed identity)" in words
-    assert "200 · issued: system-assigned identity of vm-tutorial" in words
+    assert "✓ 200 · issued: system-assigned identity of vm-tutorial" in words
     assert "create user (Entra token)" in words
-    assert "201 · allowed: role 'Contributor' applies at acs-tutorial" in words
+    assert "✓ 201 · allowed: role 'Contributor' applies at acs-tutorial" in words
     # two arrows (request, answer) per exchange: 3 exchanges -> 3 solid + 3 dashed lines
     lines = list(ET.fromstring(svg).iter(f"{SVG}line"))
     assert sum(1 for x in lines if x.get("stroke-width") == "1.6") == 6
@@ -94,9 +94,9 @@ def test_your_code_runs_where_its_tokens_came_from():
 def test_colours_follow_the_decision():
     svg = flow_svg([MI_REFUSED, ACS_ALLOWED, THROTTLED])
     fills = {" ".join(t.itertext()): t.get("fill") for t in ET.fromstring(svg).iter(f"{SVG}text")}
-    assert fills["400 · refused: Identity not found"] == "#cf222e"
-    assert fills["201 · allowed: role 'Contributor' applies at acs-tutorial"] == "#1a7f37"
-    assert fills["429 · sandbox fault 'throttle'"] == "#9a6700"
+    assert fills["✗ 400 · refused: Identity not found"] == "#cf222e"
+    assert fills["✓ 201 · allowed: role 'Contributor' applies at acs-tutorial"] == "#1a7f37"
+    assert fills["⧗ 429 · sandbox fault 'throttle'"] == "#9a6700"
 
 
 def test_no_times_ports_or_generated_ids_and_deterministic():
@@ -114,7 +114,7 @@ def test_no_times_ports_or_generated_ids_and_deterministic():
     assert "0f9e8d7c" not in svg and "9f1c7d3e" not in svg
     assert "48123" not in svg and "12 seconds" not in svg
     assert "1795772664" not in svg
-    assert "200 · denied: AADSTS700016: app '…' not at sandbox/x; retry in about n seconds" in (
+    assert "✗ 200 · denied: AADSTS700016: app '…' not at sandbox/x; retry in about n seconds" in (
         texts(svg)
     )
 
@@ -132,7 +132,7 @@ def test_hostile_text_is_escaped():
     evil = dict(MI_REFUSED, reason="<script>alert(1)</script>")
     svg = flow_svg([evil])
     assert "<script>" not in svg
-    assert "400 · refused: <script>alert(1)</script>" in texts(svg)
+    assert "✗ 400 · refused: <script>alert(1)</script>" in texts(svg)
 
 
 def test_retries_collapse_and_pending_polls_are_left_out():
@@ -162,12 +162,12 @@ def test_entra_labels_name_audience_credential_and_caller():
     words = texts(flow_svg(entries))
     assert "read tenant metadata (OpenID)" in words
     assert "token for management.azure.com (client secret)" in words
-    assert "200 · issued to sp-acs-tutorial" in words
+    assert "✓ 200 · issued to sp-acs-tutorial" in words
     assert "start device-code sign-in" in words
-    assert "200 · pending: device code issued; waiting for sign-in" in words
+    assert "⧗ 200 · pending: device code issued; waiting for sign-in" in words
     assert "you (browser)" in words and "sign in and decide" in words
     assert "roleAssignments/write" in words
-    assert "403 · refused: AuthorizationFailed: no" in words  # a GUID caller is not named
+    assert "✗ 403 · refused: AuthorizationFailed: no" in words  # a GUID caller is not named
 
 
 def test_empty_and_too_long():
@@ -175,6 +175,21 @@ def test_empty_and_too_long():
     many = [dict(MI_REFUSED, host=f"h{i}", path=f"/hosts/h{i}/x") for i in range(MAX_STEPS + 5)]
     words = texts(flow_svg(many[: MAX_STEPS + 5]))
     assert "… and 5 more exchanges not drawn" in words
+
+
+def test_the_picture_reads_without_colour_and_has_a_text_alternative():
+    svg = flow_svg([MI_REFUSED, MI_ISSUED, ACS_ALLOWED, THROTTLED], actor="vm-tutorial")
+    root = ET.fromstring(svg)
+    words = texts(svg)
+    assert "✗ 400 · refused: Identity not found" in words  # a mark, not only red
+    assert "⧗ 429 · sandbox fault 'throttle'" in words
+    assert any(w.startswith("✓ green") and "✗ red" in w for w in words)  # the legend says so
+    desc = root.find(f"{SVG}desc").text
+    assert desc.startswith(
+        "1. your code (vm-tutorial) to identity endpoint (vm-tutorial): token request "
+        "(managed identity). Answer: 400 · refused: Identity not found."
+    )
+    assert "4. your code (vm-tutorial) to Communication Services: send SMS (access key)." in desc
 
 
 def test_labels_stay_between_their_own_lifelines():
@@ -223,11 +238,11 @@ def test_flow_draws_what_a_cell_caused(kit, shown):
     # the host whose identity endpoint answered, then the kernel's persona at drawing time
     assert "(vm-tutorial, service-principal)" in words
     assert "identity endpoint" in words and "(vm-tutorial)" in words
-    assert any(re.match(r"400 · refused", w) for w in words)
+    assert any(re.match(r"✗ 400 · refused", w) for w in words)
     assert "token for communication.azure.com (client secret)" in words
-    assert "200 · issued to sp-acs-tutorial" in words
+    assert "✓ 200 · issued to sp-acs-tutorial" in words
     assert "create user (Entra token)" in words
-    assert any(w.startswith("201 · allowed: role 'Contributor' applies at") for w in words)
+    assert any(w.startswith("✓ 201 · allowed: role 'Contributor' applies at") for w in words)
     assert str(kit.status["https_port"]) not in picture.data
 
 
