@@ -26,11 +26,21 @@ from azure.mgmt.communication import CommunicationServiceManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
+from helpers import progress
 from sandbox import client, world
 from sandbox.config import Settings
 
 MGMT_SCOPE = "https://management.azure.com/.default"
-API = "2024-07-01"  # generic-resource api-version; the sandbox accepts any
+# The api-versions the notebooks use for each host type (helpers/progress.py); ARM refuses any
+# other a type's provider has not registered (sandbox/arm/providers.py).
+API = progress.API_VERSIONS[progress.VM_TYPE]
+WEB_API = progress.API_VERSIONS[progress.FUNC_TYPE]
+
+
+def api_of(resource_id: str) -> str:
+    return WEB_API if "/microsoft.web/" in resource_id.lower() else API
+
+
 VM_ID = world.host_resource_id("vm-tutorial")
 FUNC_ID = world.host_resource_id("func-tutorial")
 OWNER_DEF = world.role_definition_id(world.OWNER_ROLE_ID)
@@ -97,7 +107,9 @@ def mgmt(cls: type, credential: Any, doc: dict[str, Any]) -> Any:
 
 def set_identity(doc: dict[str, Any], credential: Any, host_id: str, identity: Any) -> Any:
     with mgmt(ResourceManagementClient, credential, doc) as rc:
-        poller = rc.resources.begin_update_by_id(host_id, {"identity": identity}, api_version=API)
+        poller = rc.resources.begin_update_by_id(
+            host_id, {"identity": identity}, api_version=api_of(host_id)
+        )
         return poller.result()
 
 
@@ -205,7 +217,7 @@ def test_put_and_patch_with_user_assigned_identities(sandbox, fresh, sp_credenti
                 "userAssignedIdentities": {one.id: {}},
             },
         },
-        api_version=API,
+        api_version=WEB_API,
     ).result()
     assert put.identity.type == "SystemAssigned, UserAssigned"
     assert put.kind == "functionapp"
@@ -233,7 +245,7 @@ def test_put_and_patch_with_user_assigned_identities(sandbox, fresh, sp_credenti
 
     # PUT replaces: no identity in the body means none.
     bare = rc.resources.begin_create_or_update_by_id(
-        FUNC_ID, {"location": world.LOCATION}, api_version=API
+        FUNC_ID, {"location": world.LOCATION}, api_version=WEB_API
     ).result()
     assert bare.identity is None
 
@@ -263,7 +275,8 @@ def test_identity_and_resource_errors(sandbox, fresh, sp_credential):
     assert not_found.value.error.code == "ResourceNotFound"
     assert not_found.value.error.message == (
         "The Resource 'Microsoft.Compute/virtualMachines/vm-ghost' under resource group "
-        f"'{world.RESOURCE_GROUP}' was not found."
+        f"'{world.RESOURCE_GROUP}' was not found. For more details please go to "
+        "https://aka.ms/ARMResourceNotFoundFix"
     )
 
     other_group = VM_ID.replace(world.RESOURCE_GROUP, "rg-elsewhere")
@@ -486,7 +499,12 @@ def test_acs_resource_keys_and_regeneration(sandbox, fresh, sp_credential):
     )
     old = keys.primary_connection_string
     new = acs.regenerate_key(world.RESOURCE_GROUP, world.ACS_NAME, {"keyType": "Primary"})
-    assert new.primary_key != keys.primary_key and new.secondary_key == keys.secondary_key
+    # As the spec example regenerateKey.json: only the regenerated key and its connection string.
+    assert new.primary_key != keys.primary_key
+    assert new.primary_connection_string.endswith(f"accesskey={new.primary_key}")
+    assert (new.secondary_key, new.secondary_connection_string) == (None, None)
+    after = acs.list_keys(world.RESOURCE_GROUP, world.ACS_NAME)
+    assert (after.primary_key, after.secondary_key) == (new.primary_key, keys.secondary_key)
 
     def identity_client(conn: str) -> CommunicationIdentityClient:
         return CommunicationIdentityClient.from_connection_string(
