@@ -26,7 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Resource Manager's own api-versions, exactly as its InvalidApiVersionParameter message lists
-# them (Azure/azure-cli#31331, 2025), then the newer ones the azure-mgmt-resource SDK sends.
+# them (Azure/azure-cli#31331, 2025), preceded by the two newer ones the spec's readme tags add
+# (package-resources-2025-03, -2025-04; azure-mgmt-resource 26.0.0 sends 2025-04-01). Where ARM
+# puts them in its list is not known: our choice, first.
 ARM_VERSIONS = (
     "2025-04-01,2025-03-01,"
     "2024-10-01-preview,2024-11-01,2024-08-01,2024-07-01,2024-06-01-preview,2024-03-01,"
