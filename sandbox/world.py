@@ -65,49 +65,82 @@ HOSTS = {
     },
 }
 
-# Built-in role definitions, with their real ids.
-ROLES = {
-    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": (
-        "Owner",
-        "Grants full access to manage all resources, including the ability to assign roles.",
-        ["*"],
-        [],
-    ),
-    "b24988ac-6180-42a0-ab88-20f7382dd24c": (
-        "Contributor",
-        "Grants full access to manage all resources, but does not allow you to assign roles.",
-        ["*"],
-        [
+# Built-in role definitions exactly as Azure publishes them (roleName, description, permissions).
+# Sources: MicrosoftDocs/azure-docs articles/role-based-access-control/built-in-roles/privileged.md
+# (Owner, Contributor, User Access Administrator) and general.md (Reader); the Communication and
+# Email Service Owner definition as the role-definitions API returns it (azure-rbac-catalog.org's
+# copy, updated 2024-11-21; its list of EmailServices actions continues past what we could read,
+# see sandbox/FIDELITY.md). Every role is assignable at "/" with no data actions.
+ROLES: dict[str, dict[str, Any]] = {
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": {
+        "roleName": "Owner",
+        "description": "Grants full access to manage all resources, including the ability to "
+        "assign roles in Azure RBAC.",
+        "actions": ["*"],
+        "notActions": [],
+    },
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": {
+        "roleName": "Contributor",
+        "description": "Grants full access to manage all resources, but does not allow you to "
+        "assign roles in Azure RBAC, manage assignments in Azure Blueprints, or share image "
+        "galleries.",
+        "actions": ["*"],
+        "notActions": [
             "Microsoft.Authorization/*/Delete",
             "Microsoft.Authorization/*/Write",
             "Microsoft.Authorization/elevateAccess/Action",
+            "Microsoft.Blueprint/blueprintAssignments/write",
+            "Microsoft.Blueprint/blueprintAssignments/delete",
+            "Microsoft.Compute/galleries/share/action",
+            "Microsoft.Purview/consents/write",
+            "Microsoft.Purview/consents/delete",
+            "Microsoft.Resources/deploymentStacks/manageDenySetting/action",
+            "Microsoft.Subscription/cancel/action",
+            "Microsoft.Subscription/enable/action",
         ],
-    ),
-    "acdd72a7-3385-48ef-bd42-f606fba81ae7": (
-        "Reader",
-        "View all resources, but does not allow you to make any changes.",
-        ["*/read"],
-        [],
-    ),
-    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": (
-        "User Access Administrator",
-        "Lets you manage user access to Azure resources.",
-        ["*/read", "Microsoft.Authorization/*"],
-        [],
-    ),
-    "09976791-48a7-449e-bb21-39d1a415f350": (
-        "Communication and Email Service Owner",
-        "Create, read, modify, and delete Communications and Email Service resources.",
-        [
+    },
+    "acdd72a7-3385-48ef-bd42-f606fba81ae7": {
+        "roleName": "Reader",
+        "description": "View all resources, but does not allow you to make any changes.",
+        "actions": ["*/read"],
+        "notActions": [],
+    },
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": {
+        "roleName": "User Access Administrator",
+        "description": "Lets you manage user access to Azure resources.",
+        "actions": ["*/read", "Microsoft.Authorization/*", "Microsoft.Support/*"],
+        "notActions": [],
+    },
+    "09976791-48a7-449e-bb21-39d1a415f350": {
+        "roleName": "Communication and Email Service Owner",
+        "description": "Create, read, modify, and delete Communications and Email Service "
+        "resources.",
+        "actions": [
+            "Microsoft.Communication/CheckNameAvailability/action",
+            "Microsoft.Communication/Locations/OperationStatuses/read",
+            "Microsoft.Communication/Locations/OperationStatuses/write",
+            "Microsoft.Communication/Operations/read",
             "Microsoft.Communication/CommunicationServices/read",
             "Microsoft.Communication/CommunicationServices/write",
             "Microsoft.Communication/CommunicationServices/delete",
             "Microsoft.Communication/CommunicationServices/ListKeys/action",
             "Microsoft.Communication/CommunicationServices/RegenerateKey/action",
-            "Microsoft.Communication/EmailServices/*",
+            "Microsoft.Communication/CommunicationServices/LinkNotificationHub/action",
+            "Microsoft.Communication/CommunicationServices/EventGridFilters/read",
+            "Microsoft.Communication/CommunicationServices/EventGridFilters/write",
+            "Microsoft.Communication/CommunicationServices/EventGridFilters/delete",
+            "Microsoft.Communication/EmailServices/read",
+            "Microsoft.Communication/EmailServices/write",
+            "Microsoft.Communication/EmailServices/delete",
+            "Microsoft.Communication/EmailServices/Domains/read",
+            "Microsoft.Communication/EmailServices/Domains/write",
+            "Microsoft.Communication/EmailServices/Domains/delete",
+            "Microsoft.Communication/EmailServices/Domains/SenderUsernames/read",
+            "Microsoft.Communication/EmailServices/Domains/SenderUsernames/write",
+            "Microsoft.Communication/EmailServices/Domains/SenderUsernames/delete",
         ],
-        [],
-    ),
+        "notActions": [],
+    },
 }
 OWNER_ROLE_ID = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 CONTRIBUTOR_ROLE_ID = "b24988ac-6180-42a0-ab88-20f7382dd24c"
@@ -129,6 +162,19 @@ SEED_ASSIGNMENTS = [
         "ServicePrincipal",
     ),
 ]
+
+
+def builtin_role(guid: str) -> dict[str, Any]:
+    """The stored form of a built-in role definition: its published fields, no data actions."""
+    role = ROLES[guid]
+    return {
+        "id": guid,
+        "type": "BuiltInRole",
+        "assignableScopes": ["/"],
+        "dataActions": [],
+        "notDataActions": [],
+        **role,
+    }
 
 
 def role_definition_id(role_guid: str, scope: str = SUBSCRIPTION_SCOPE) -> str:
@@ -235,19 +281,8 @@ def seed(store: Store) -> None:
                     "identity_header": made["identity_headers"][name],
                 },
             )
-        for guid, (name, description, actions, not_actions) in ROLES.items():
-            store.put(
-                "role_definition",
-                guid,
-                {
-                    "id": guid,
-                    "roleName": name,
-                    "description": description,
-                    "type": "BuiltInRole",
-                    "actions": actions,
-                    "notActions": not_actions,
-                },
-            )
+        for guid in ROLES:
+            store.put("role_definition", guid, builtin_role(guid))
         for name, scope, role, principal, ptype in SEED_ASSIGNMENTS:
             store.put(
                 "role_assignment",

@@ -26,11 +26,21 @@ from azure.mgmt.communication import CommunicationServiceManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
+from helpers import progress
 from sandbox import client, world
 from sandbox.config import Settings
 
 MGMT_SCOPE = "https://management.azure.com/.default"
-API = "2024-07-01"  # generic-resource api-version; the sandbox accepts any
+# The api-versions the notebooks use for each host type (helpers/progress.py); ARM refuses any
+# other a type's provider has not registered (sandbox/arm/providers.py).
+API = progress.API_VERSIONS[progress.VM_TYPE]
+WEB_API = progress.API_VERSIONS[progress.FUNC_TYPE]
+
+
+def api_of(resource_id: str) -> str:
+    return WEB_API if "/microsoft.web/" in resource_id.lower() else API
+
+
 VM_ID = world.host_resource_id("vm-tutorial")
 FUNC_ID = world.host_resource_id("func-tutorial")
 OWNER_DEF = world.role_definition_id(world.OWNER_ROLE_ID)
@@ -97,7 +107,9 @@ def mgmt(cls: type, credential: Any, doc: dict[str, Any]) -> Any:
 
 def set_identity(doc: dict[str, Any], credential: Any, host_id: str, identity: Any) -> Any:
     with mgmt(ResourceManagementClient, credential, doc) as rc:
-        poller = rc.resources.begin_update_by_id(host_id, {"identity": identity}, api_version=API)
+        poller = rc.resources.begin_update_by_id(
+            host_id, {"identity": identity}, api_version=api_of(host_id)
+        )
         return poller.result()
 
 
@@ -118,7 +130,9 @@ def raw(doc: dict[str, Any], method: str, path: str, token: str | None = None, b
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
+    data = (
+        body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else None
+    )
     req = urllib.request.Request(doc["https_url"] + path, data, headers, method=method)
     ctx = ssl.create_default_context(cafile=doc["ca_file"])
     try:
@@ -149,6 +163,12 @@ def test_missing_and_invalid_tokens_get_arm_401s(sandbox, sp_credential):
     acs_token = sp_credential.get_token("https://communication.azure.com//.default").token
     status, _, body = raw(sandbox, "GET", path, token=acs_token)
     assert (status, body["error"]["code"]) == (401, "InvalidAuthenticationTokenAudience")
+    assert body["error"]["message"] == (
+        "The access token has been obtained for wrong audience or resource "
+        "'https://communication.azure.com/'. It should exactly match with one of the allowed "
+        "audiences 'https://management.core.windows.net/','https://management.core.windows.net',"
+        "'https://management.azure.com/','https://management.azure.com'."
+    )
 
     status, _, body = raw(sandbox, "GET", VM_ID, token=sp_credential.get_token(MGMT_SCOPE).token)
     assert (status, body["error"]["code"]) == (400, "MissingApiVersionParameter")
@@ -205,7 +225,7 @@ def test_put_and_patch_with_user_assigned_identities(sandbox, fresh, sp_credenti
                 "userAssignedIdentities": {one.id: {}},
             },
         },
-        api_version=API,
+        api_version=WEB_API,
     ).result()
     assert put.identity.type == "SystemAssigned, UserAssigned"
     assert put.kind == "functionapp"
@@ -233,7 +253,7 @@ def test_put_and_patch_with_user_assigned_identities(sandbox, fresh, sp_credenti
 
     # PUT replaces: no identity in the body means none.
     bare = rc.resources.begin_create_or_update_by_id(
-        FUNC_ID, {"location": world.LOCATION}, api_version=API
+        FUNC_ID, {"location": world.LOCATION}, api_version=WEB_API
     ).result()
     assert bare.identity is None
 
@@ -263,7 +283,8 @@ def test_identity_and_resource_errors(sandbox, fresh, sp_credential):
     assert not_found.value.error.code == "ResourceNotFound"
     assert not_found.value.error.message == (
         "The Resource 'Microsoft.Compute/virtualMachines/vm-ghost' under resource group "
-        f"'{world.RESOURCE_GROUP}' was not found."
+        f"'{world.RESOURCE_GROUP}' was not found. For more details please go to "
+        "https://aka.ms/ARMResourceNotFoundFix"
     )
 
     other_group = VM_ID.replace(world.RESOURCE_GROUP, "rg-elsewhere")
@@ -486,7 +507,12 @@ def test_acs_resource_keys_and_regeneration(sandbox, fresh, sp_credential):
     )
     old = keys.primary_connection_string
     new = acs.regenerate_key(world.RESOURCE_GROUP, world.ACS_NAME, {"keyType": "Primary"})
-    assert new.primary_key != keys.primary_key and new.secondary_key == keys.secondary_key
+    # As the spec example regenerateKey.json: only the regenerated key and its connection string.
+    assert new.primary_key != keys.primary_key
+    assert new.primary_connection_string.endswith(f"accesskey={new.primary_key}")
+    assert (new.secondary_key, new.secondary_connection_string) == (None, None)
+    after = acs.list_keys(world.RESOURCE_GROUP, world.ACS_NAME)
+    assert (after.primary_key, after.secondary_key) == (new.primary_key, keys.secondary_key)
 
     def identity_client(conn: str) -> CommunicationIdentityClient:
         return CommunicationIdentityClient.from_connection_string(
@@ -583,3 +609,210 @@ def test_identities_survive_stop_and_start(tmp_path, monkeypatch):
         )
     finally:
         client.stop(settings)
+
+
+# -- api-versions, as strict as Azure --------------------------------------------------------
+
+ROLE_ASSIGNMENTS_PATH = f"{world.GROUP_SCOPE}/providers/Microsoft.Authorization/roleAssignments"
+ROLE_DEFINITIONS_PATH = f"{world.GROUP_SCOPE}/providers/Microsoft.Authorization/roleDefinitions"
+UAI_LIST_PATH = f"{world.GROUP_SCOPE}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+
+
+def test_unsupported_api_version_is_refused_per_resource_type(sandbox, sp_credential):
+    rc = mgmt(ResourceManagementClient, sp_credential, sandbox)
+    with pytest.raises(HttpResponseError) as vm:
+        rc.resources.get_by_id(VM_ID, api_version="2023-12-01")  # Web's version, not Compute's
+    assert (vm.value.status_code, vm.value.error.code) == (400, "NoRegisteredProviderFound")
+    assert vm.value.error.message.startswith(
+        "No registered resource provider found for location 'eastus' and API version "
+        "'2023-12-01' for type 'virtualMachines'. The supported api-versions are "
+        "'2015-05-01-preview, 2015-06-15, 2016-03-30, "
+    )
+    assert "2024-07-01, 2024-11-01, 2025-04-01'. The supported locations are 'eastus, " in (
+        vm.value.error.message
+    )
+
+    token = sp_credential.get_token(MGMT_SCOPE).token
+    status, _, body = raw(sandbox, "GET", f"{ROLE_ASSIGNMENTS_PATH}?api-version=2099-01-01", token)
+    assert (status, body["error"]["code"]) == (404, "InvalidResourceType")
+    assert body["error"]["message"].startswith(
+        "The resource type 'roleAssignments' could not be found in the namespace "
+        "'Microsoft.Authorization' for api version '2099-01-01'. The supported api-versions are "
+        "'2014-04-01-preview,2014-07-01-preview,"
+    )
+    assert body["error"]["message"].endswith(",2022-01-01-preview,2022-04-01'.")
+
+    status, _, body = raw(sandbox, "GET", f"{ROLE_DEFINITIONS_PATH}?api-version=2099-01-01", token)
+    assert (status, body["error"]["code"]) == (400, "NoRegisteredProviderFound")
+    assert body["error"]["message"].endswith(
+        "2018-07-01, 2022-04-01, 2022-05-01-preview'. The supported locations are ''."
+    )
+
+    status, _, body = raw(sandbox, "GET", "/subscriptions?api-version=2099-01-01", token)
+    assert (status, body["error"]["code"]) == (400, "InvalidApiVersionParameter")
+    assert body["error"]["message"].startswith(
+        "The api-version '2099-01-01' is invalid. The supported versions are '2025-04-01,"
+    )
+    assert body["error"]["message"].endswith(",2013-03-01,2014-02-26,2014-04'.")
+
+    status, _, body = raw(sandbox, "GET", f"{UAI_LIST_PATH}?api-version=2024-07-01", token)
+    assert (status, body["error"]["code"]) == (400, "NoRegisteredProviderFound")
+    assert "for type 'userAssignedIdentities'" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "version"),
+    [
+        (VM_ID, API),  # notebooks 01, 02, 06 and helpers/progress.py
+        (FUNC_ID, WEB_API),
+        ("/subscriptions", "2022-12-01"),  # sandbox/azcli.py
+        (UAI_LIST_PATH, "2023-01-31"),  # tests/test_acs_auth.py
+        (UAI_LIST_PATH, "2024-11-30"),  # azure-mgmt-msi 7.1.0's default
+        (ROLE_ASSIGNMENTS_PATH, "2022-04-01"),  # azure-mgmt-authorization 4.0.0's default
+        (ROLE_DEFINITIONS_PATH, "2022-04-01"),
+        (world.ACS_RESOURCE_ID, "2025-09-01"),  # azure-mgmt-communication 3.0.0's default
+        (world.ACS_RESOURCE_ID, "2023-04-01"),
+        (world.GROUP_SCOPE, "2025-04-01"),  # azure-mgmt-resource 26.0.0's default
+        (f"{world.GROUP_SCOPE}/resources", "2025-04-01"),
+    ],
+)
+def test_every_api_version_the_kit_sends_is_accepted(sandbox, sp_credential, path, version):
+    token = sp_credential.get_token(MGMT_SCOPE).token
+    status, _, body = raw(sandbox, "GET", f"{path}?api-version={version}", token)
+    assert status == 200, body
+
+
+# -- what ARM adds to every answer ------------------------------------------------------------
+
+
+def test_arm_response_headers(sandbox, sp_credential):
+    token = sp_credential.get_token(MGMT_SCOPE).token
+    _, first, _ = raw(sandbox, "GET", f"{VM_ID}?api-version={API}", token)
+    _, second, _ = raw(sandbox, "GET", f"{VM_ID}?api-version={API}", token)
+    for headers in (first, second):
+        assert uuid.UUID(headers["x-ms-request-id"])
+        correlation = headers["x-ms-correlation-request-id"]
+        region, stamp, routed = headers["x-ms-routing-request-id"].split(":")
+        assert (region, routed, len(stamp)) == ("EASTUS", correlation, 16)
+    reads = [int(h["x-ms-ratelimit-remaining-subscription-reads"]) for h in (first, second)]
+    assert reads[0] < 250 and reads[1] <= reads[0]
+    assert "x-ms-ratelimit-remaining-subscription-writes" not in first
+
+    req = urllib.request.Request(
+        sandbox["https_url"] + f"{world.ACS_RESOURCE_ID}/listKeys?api-version=2025-09-01",
+        data=b"",
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "x-ms-correlation-request-id": "c0ffee"},
+    )
+    ctx = ssl.create_default_context(cafile=sandbox["ca_file"])
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        assert resp.headers["x-ms-correlation-request-id"] == "c0ffee"
+        assert resp.headers["x-ms-routing-request-id"].endswith(":c0ffee")
+        assert int(resp.headers["x-ms-ratelimit-remaining-subscription-writes"]) < 200
+
+    # Refusals carry them too.
+    status, refused, _ = raw(sandbox, "GET", f"{VM_ID}?api-version={API}")
+    assert status == 401 and refused["x-ms-correlation-request-id"]
+
+
+def test_deeply_nested_body_is_a_400_not_a_500(sandbox, sp_credential):
+    """Security review D7: the parser's recursion limit is bad input, answered as ARM does."""
+    token = sp_credential.get_token(MGMT_SCOPE).token
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path in (f"{world.ACS_RESOURCE_ID}?api-version=2025-09-01", f"{VM_ID}?api-version={API}"):
+        status, _, body = raw(sandbox, "PATCH", path, token, deep)
+        assert (status, body["error"]["code"]) == (400, "InvalidRequestContent")
+        assert body["error"]["message"].startswith(
+            "The request content was invalid and could not be deserialized: "
+        )
+
+
+# -- roles as Azure publishes them, judged as Azure judges them --------------------------------
+
+
+def test_built_in_roles_are_the_published_definitions(sandbox, sp_credential):
+    auth = mgmt(AuthorizationManagementClient, sp_credential, sandbox)
+    contributor = auth.role_definitions.get(world.GROUP_SCOPE, world.CONTRIBUTOR_ROLE_ID)
+    assert contributor.description == (
+        "Grants full access to manage all resources, but does not allow you to assign roles in "
+        "Azure RBAC, manage assignments in Azure Blueprints, or share image galleries."
+    )
+    assert contributor.assignable_scopes == ["/"]
+    perms = contributor.permissions[0]
+    assert perms.actions == ["*"] and perms.data_actions == [] and perms.not_data_actions == []
+    assert len(perms.not_actions) == 11
+    assert perms.not_actions[-1] == "Microsoft.Subscription/enable/action"
+    found = auth.role_definitions.list(
+        world.GROUP_SCOPE, filter="roleName eq 'User Access Administrator'"
+    )
+    uaa = next(iter(found)).permissions[0]
+    assert uaa.actions == ["*/read", "Microsoft.Authorization/*", "Microsoft.Support/*"]
+    owner_acs = auth.role_definitions.get(world.GROUP_SCOPE, ACS_OWNER_GUID)
+    assert owner_acs.description == (
+        "Create, read, modify, and delete Communications and Email Service resources."
+    )
+    assert "Microsoft.Communication/CommunicationServices/ListKeys/action" in (
+        owner_acs.permissions[0].actions
+    )
+
+
+def test_wildcards_and_not_actions_decide_as_in_azure(
+    sandbox, fresh, sp_credential, dev_credential
+):
+    """Contributor's notActions ``Microsoft.Authorization/*/Write`` stop the SP assigning roles;
+    User Access Administrator's ``Microsoft.Authorization/*`` then allows it (notActions subtract
+    only from their own role); ``*/read`` in Reader never covers an action."""
+    uai = new_uai(sandbox, sp_credential, "uai-wild")
+    sp_auth = mgmt(AuthorizationManagementClient, sp_credential, sandbox)
+    reader = world.role_definition_id("acdd72a7-3385-48ef-bd42-f606fba81ae7")
+    params = {"role_definition_id": reader, "principal_id": uai.principal_id}
+    with pytest.raises(HttpResponseError) as before:
+        sp_auth.role_assignments.create(world.GROUP_SCOPE, str(uuid.uuid4()), params)
+    assert before.value.error.code == "AuthorizationFailed"
+
+    dev_auth = mgmt(AuthorizationManagementClient, dev_credential, sandbox)
+    dev_auth.role_assignments.create(
+        world.GROUP_SCOPE,
+        str(uuid.uuid4()),
+        {
+            "role_definition_id": world.role_definition_id("18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"),
+            "principal_id": world.SP_OID,
+            "principal_type": "ServicePrincipal",
+        },
+    )
+    made = sp_auth.role_assignments.create(world.GROUP_SCOPE, str(uuid.uuid4()), params)
+    assert made.principal_id == uai.principal_id
+
+
+def test_role_assignment_error_texts(sandbox, fresh, sp_credential, dev_credential):
+    uai = new_uai(sandbox, sp_credential, "uai-texts")
+    ras = mgmt(AuthorizationManagementClient, dev_credential, sandbox).role_assignments
+    params = {
+        "role_definition_id": world.role_definition_id(ACS_OWNER_GUID),
+        "principal_id": uai.principal_id,
+        "principal_type": "ServicePrincipal",
+    }
+    first = str(uuid.uuid4())
+    ras.create(world.ACS_RESOURCE_ID, first, params)
+    with pytest.raises(ResourceExistsError) as dup:
+        ras.create(world.ACS_RESOURCE_ID, str(uuid.uuid4()), params)
+    assert dup.value.error.message == (
+        "The role assignment already exists.\nThe ID of the existing role assignment is "
+        f"{first.replace('-', '')}."
+    )
+    ghost = str(uuid.uuid4())
+    with pytest.raises(HttpResponseError) as nobody:
+        ras.create(world.GROUP_SCOPE, str(uuid.uuid4()), {**params, "principal_id": ghost})
+    assert nobody.value.error.message == (
+        f"Principal {ghost.replace('-', '')} does not exist in the directory {world.TENANT_ID}. "
+        "Check that you have the correct principal ID. If you are creating this principal and "
+        "then immediately assigning a role, this error might be related to a replication delay. "
+        "In this case, set the role assignment principalType property to a value, such as "
+        "ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype"
+    )
+    with pytest.raises(HttpResponseError) as bad_filter:
+        list(ras.list_for_scope(world.GROUP_SCOPE, filter=f"principalId eq {ghost}"))
+    assert bad_filter.value.error.message == (
+        f"The filter 'principalId eq {ghost}' is not supported. Supported filters are either "
+        "'atScope()' or 'principalId eq '{value}' or assignedTo('{value}')'."
+    )

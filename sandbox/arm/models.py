@@ -230,7 +230,8 @@ class ResourceManager:
             404,
             "ResourceNotFound",
             f"The Resource '{scope.type}/{scope.name}' under resource group '{scope.group}' "
-            "was not found.",
+            "was not found. For more details please go to "
+            "https://aka.ms/ARMResourceNotFoundFix",
         )
 
     def _canonical_type(self, scope: Scope) -> str:
@@ -570,6 +571,7 @@ class ResourceManager:
     # -- role definitions --------------------------------------------------------------------
 
     def role_definition_view(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """As GET roleDefinitions answers (spec example GetRoleDefinitionByName.json)."""
         return {
             "id": world.role_definition_id(doc["id"]),
             "name": doc["id"],
@@ -578,13 +580,13 @@ class ResourceManager:
                 "roleName": doc["roleName"],
                 "type": doc.get("type", "BuiltInRole"),
                 "description": doc["description"],
-                "assignableScopes": ["/"],
+                "assignableScopes": list(doc.get("assignableScopes", ["/"])),
                 "permissions": [
                     {
-                        "actions": doc["actions"],
-                        "notActions": doc["notActions"],
-                        "dataActions": [],
-                        "notDataActions": [],
+                        "actions": list(doc["actions"]),
+                        "notActions": list(doc["notActions"]),
+                        "dataActions": list(doc.get("dataActions", [])),
+                        "notDataActions": list(doc.get("notDataActions", [])),
                     }
                 ],
                 "createdOn": "2015-02-02T21:55:09.8806423Z",
@@ -597,7 +599,7 @@ class ResourceManager:
     def get_role_definition(self, scope: Scope, guid: str) -> dict[str, Any]:
         self.operation = "Microsoft.Authorization/roleDefinitions/read"
         self.require_scope(scope)
-        doc = self.store.get("role_definition", guid.lower())
+        doc = rbac.role_definition(self.store, guid)
         if doc is None:
             raise ArmError(
                 404,
@@ -609,15 +611,18 @@ class ResourceManager:
     def list_role_definitions(self, scope: Scope, filter_text: str | None) -> list[dict[str, Any]]:
         self.operation = "Microsoft.Authorization/roleDefinitions/read"
         self.require_scope(scope)
-        docs = self.store.list("role_definition")
+        stored = self.store.list("role_definition")
+        docs = [rbac.role_definition(self.store, d["id"]) or d for d in stored]
         if filter_text:
             m = re.fullmatch(r"\s*(roleName|type)\s+eq\s+'([^']*)'\s*", filter_text, re.I)
             if not m:
+                # No public source for this refusal's code or text; our choice, worded like
+                # the role-assignment one below.
                 raise ArmError(
                     400,
                     "UnsupportedQuery",
-                    f"The filter '{filter_text}' is not supported: use roleName eq 'X' or "
-                    "type eq 'BuiltInRole'.",
+                    f"The filter '{filter_text}' is not supported. Supported filters are either "
+                    "'roleName eq '{value}'' or 'type eq 'BuiltInRole|CustomRole''.",
                 )
             field = "roleName" if m.group(1).lower() == "rolename" else "type"
             docs = [
@@ -667,7 +672,7 @@ class ResourceManager:
                 "'properties.roleDefinitionId' and 'properties.principalId' are required"
             )
         m = ROLE_DEF_RE.search(str(role_ref))
-        role = self.store.get("role_definition", m.group(1).lower()) if m else None
+        role = rbac.role_definition(self.store, m.group(1)) if m else None
         if role is None:
             raise ArmError(
                 400,
@@ -677,13 +682,16 @@ class ResourceManager:
             )
         principal = self.store.get("principal", str(principal_id))
         if principal is None:
+            # ARM writes the principal id without dashes (captured messages, code search).
             raise ArmError(
                 400,
                 "PrincipalNotFound",
-                f"Principal {principal_id} does not exist in the directory {world.TENANT_ID}. "
-                "Check that you have the correct principal ID. If you are creating this principal "
-                "and then immediately assigning a role, this error might be related to a "
-                "replication delay.",
+                f"Principal {_hex(principal_id)} does not exist in the directory "
+                f"{world.TENANT_ID}. Check that you have the correct principal ID. If you are "
+                "creating this principal and then immediately assigning a role, this error might "
+                "be related to a replication delay. In this case, set the role assignment "
+                "principalType property to a value, such as ServicePrincipal, User, or Group.  "
+                "See https://aka.ms/docs-principaltype",
             )
         actual = "User" if principal["kind"] == "User" else "ServicePrincipal"
         given = props.get("principalType")
@@ -714,8 +722,14 @@ class ResourceManager:
                     "Tenant ID, application ID, principal ID, and scope are not allowed to be "
                     "updated.",
                 )
-            if self.store.list("role_assignment", same):
-                raise ArmError(409, "RoleAssignmentExists", "The role assignment already exists.")
+            clash = self.store.list("role_assignment", same)
+            if clash:
+                raise ArmError(
+                    409,
+                    "RoleAssignmentExists",
+                    "The role assignment already exists.\nThe ID of the existing role assignment "
+                    f"is {_hex(clash[0]['name'])}.",
+                )
             doc = {
                 "name": name.lower(),
                 "scope": scope_id,
@@ -771,11 +785,13 @@ class ResourceManager:
                 r"(?:principalId\s+eq\s+'([^']*)'|assignedTo\('([^']*)'\))", part, re.I
             )
             if not m:
+                # Text as ARM wrote it in 2024 (Azure/azure-rest-api-specs#28255); the code is
+                # not in that report: UnsupportedQuery is our choice.
                 raise ArmError(
                     400,
                     "UnsupportedQuery",
-                    f"The filter '{filter_text}' is not supported: use atScope(), "
-                    "principalId eq '{id}' or assignedTo('{id}').",
+                    f"The filter '{filter_text}' is not supported. Supported filters are either "
+                    "'atScope()' or 'principalId eq '{value}' or assignedTo('{value}')'.",
                 )
             principal = m.group(1) or m.group(2)
 
@@ -832,11 +848,16 @@ class ResourceManager:
         return self.acs_keys(self._acs(scope))
 
     def regenerate_acs_key(self, scope: Scope, body: Any) -> dict[str, str]:
-        """A new key replaces the old one at once: the ACS data plane reads ``acs_resource``."""
+        """A new key replaces the old one at once: the ACS data plane reads ``acs_resource``.
+
+        The answer holds only the regenerated key and its connection string, as the spec example
+        regenerateKey.json shows (stable 2023-04-01 and 2025-09-01).
+        """
         self.authorize(scope.id, f"{ACS_TYPE}/RegenerateKey/action")
         kind = str(body.get("keyType", "")) if isinstance(body, dict) else ""
         field = {"primary": "primaryKey", "secondary": "secondaryKey"}.get(kind.lower())
         if field is None:
+            # No public source for the refusal of another keyType; code and text our choice.
             raise ArmError(
                 400,
                 "InvalidKeyType",
@@ -846,7 +867,9 @@ class ResourceManager:
             doc = self._acs(scope)
             doc["keys"][field] = world.new_access_key()
             self.store.put("acs_resource", doc["name"], doc)
-        return self.acs_keys(doc)
+        side = "primary" if field == "primaryKey" else "secondary"
+        keys = self.acs_keys(doc)
+        return {field: keys[field], f"{side}ConnectionString": keys[f"{side}ConnectionString"]}
 
     def patch_acs(self, scope: Scope, body: Any) -> dict[str, Any]:
         self.authorize(scope.id, f"{ACS_TYPE}/write")
@@ -873,6 +896,11 @@ class ResourceManager:
 
 
 # -- small helpers -----------------------------------------------------------------------------
+
+
+def _hex(guid: str) -> str:
+    """A GUID as ARM's messages print it: 32 hex digits, no dashes."""
+    return str(guid).replace("-", "").lower()
 
 
 def _invalid_content(detail: str) -> ArmError:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from typing import Any
 
+import jwt
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import audit, world
 from sandbox.app import sandbox_of
+from sandbox.arm import providers
+from sandbox.arm.headers import RateBuckets, arm_headers
 from sandbox.arm.models import (
     ACS_TYPE,
     HOST_TYPES,
@@ -36,6 +38,12 @@ ARM_AUDIENCES = [
     "https://management.azure.com/",
     "https://management.core.windows.net/",
 ]
+# As ARM lists them when it refuses another audience (code search: several captured messages).
+ALLOWED_AUDIENCES_TEXT = (
+    "'https://management.core.windows.net/','https://management.core.windows.net',"
+    "'https://management.azure.com/','https://management.azure.com'"
+)
+_BUCKETS = RateBuckets()
 
 _AUTHZ_RE = re.compile(
     r"^(?P<scope>.*?)/providers/Microsoft\.Authorization/(?P<kind>roleAssignments|roleDefinitions)"
@@ -46,14 +54,12 @@ _AUTHZ_RE = re.compile(
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(
-        {"error": {"code": code, "message": message}},
-        status_code=status,
-        headers={"x-ms-request-id": str(uuid.uuid4()), **(headers or {})},
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
 
 
 def _ok(body: Any, status: int = 200) -> Response:
-    return JSONResponse(body, status_code=status, headers={"x-ms-request-id": str(uuid.uuid4())})
+    return JSONResponse(body, status_code=status)
 
 
 def _unauthenticated(request: Request, code: str, message: str) -> Response:
@@ -86,8 +92,23 @@ def _authenticate(request: Request) -> Caller | Response:
     try:
         claims = sb.tokens.verify(token.strip(), audiences=ARM_AUDIENCES, tenant_id=world.TENANT_ID)
     except InvalidToken as e:
+        if e.code == "InvalidAuthenticationTokenAudience":
+            audit.note(request, reason=e.reason)
+            return _unauthenticated(request, e.code, _audience_text(token.strip()))
         return _unauthenticated(request, e.code, e.reason)
     return caller_from_claims(sb.store, claims)
+
+
+def _audience_text(token: str) -> str:
+    """ARM's refusal of a token minted for another resource, naming the audience it carries."""
+    try:
+        aud = jwt.decode(token, options={"verify_signature": False}).get("aud", "")
+    except jwt.PyJWTError:
+        aud = ""
+    return (
+        f"The access token has been obtained for wrong audience or resource '{aud}'. It should "
+        f"exactly match with one of the allowed audiences {ALLOWED_AUDIENCES_TEXT}."
+    )
 
 
 async def _body(request: Request) -> Any:
@@ -97,11 +118,16 @@ async def _body(request: Request) -> Any:
     try:
         return json.loads(raw)
     except ValueError as e:
-        raise ArmError(
-            400,
-            "InvalidRequestContent",
-            f"The request content was invalid and could not be deserialized: {e}.",
-        ) from None
+        detail = str(e)
+    except RecursionError:
+        # A body nested deeper than the parser goes (security review D7) is bad input, not a
+        # server fault: ARM's 400 like any other undeserializable body.
+        detail = "the JSON is nested too deeply"
+    raise ArmError(
+        400,
+        "InvalidRequestContent",
+        f"The request content was invalid and could not be deserialized: {detail}.",
+    )
 
 
 def _not_supported(method: str) -> ArmError:
@@ -215,21 +241,89 @@ async def _dispatch(rm: ResourceManager, request: Request, path: str) -> Respons
     raise ArmError(404, "NotFound", f"No Resource Manager operation matches '{path}'.")
 
 
+def _routed_type(path: str) -> tuple[str | None, str | None]:
+    """(``Namespace/type`` ARM routes ``path`` to, resource group in the path), as far as known."""
+    m = _AUTHZ_RE.match(path)
+    if m:
+        group = re.match(r"^/subscriptions/[^/]+/resourceGroups/([^/]+)", m.group("scope"), re.I)
+        return f"Microsoft.Authorization/{m.group('kind')}", group.group(1) if group else None
+    segs = [s for s in path.split("/") if s]
+    low = [s.lower() for s in segs]
+    n = len(segs)
+    if n <= 2:
+        return "Microsoft.Resources/subscriptions", None
+    if low[2] == "providers" and n == 5:
+        return f"{segs[3]}/{segs[4]}", None
+    if low[2] == "resources":
+        return "Microsoft.Resources/resources", None
+    if low[2] != "resourcegroups":
+        return None, None
+    group = segs[3] if n >= 4 else None
+    if n <= 4:
+        return "Microsoft.Resources/resourceGroups", group
+    if low[4] == "resources":
+        return "Microsoft.Resources/resources", group
+    if low[4] == "providers" and n >= 7:
+        return f"{segs[5]}/{segs[6]}", group
+    return None, group
+
+
+def _check_api_version(request: Request, path: str) -> None:
+    """ARM's refusal of an api-version the routed type does not support (sandbox/arm/providers.py).
+
+    The location ARM names is the resource group's; with no group in the path there is none.
+    """
+    rtype, group = _routed_type(path)
+    if rtype is None:
+        return
+    doc = sandbox_of(request).store.get("resource_group", group.lower()) if group else None
+    refusal = providers.api_version_refusal(
+        rtype, request.query_params["api-version"], doc["location"] if doc else ""
+    )
+    if refusal:
+        raise ArmError(*refusal)
+
+
+def _subscription_in(path: str) -> str | None:
+    m = re.match(r"^/subscriptions/([^/]+)", path, re.I)
+    return m.group(1) if m else None
+
+
 async def arm(request: Request) -> Response:
+    caller: Caller | None = None
+    response: Response
     if "api-version" not in request.query_params:
-        return _error(
+        response = _error(
             400,
             "MissingApiVersionParameter",
             "The api-version query parameter (?api-version=) is required for all requests.",
         )
-    caller = _authenticate(request)
-    if isinstance(caller, Response):
-        return caller
+    else:
+        found = _authenticate(request)
+        if isinstance(found, Response):
+            response = found
+        else:
+            caller = found
+            response = await _serve(request, caller)
+    response.headers.update(
+        arm_headers(
+            _BUCKETS,
+            request.method,
+            request.headers.get("x-ms-correlation-request-id"),
+            _subscription_in(request.url.path),
+            caller.object_id if caller else None,
+        )
+    )
+    return response
+
+
+async def _serve(request: Request, caller: Caller) -> Response:
     sb = sandbox_of(request)
     rm = ResourceManager(sb.store, caller, sb.https_url + "/")
     path = request.url.path
     audit.note(request, caller=caller.name, principal_id=caller.object_id, credential="bearer")
     try:
+        _check_api_version(request, path)
         response = await _dispatch(rm, request, path)
     except ArmError as e:
         decision = "refused" if e.status in (401, 403) else "failed"
