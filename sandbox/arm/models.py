@@ -807,7 +807,7 @@ class ResourceManager:
                 "immutableResourceId": doc["immutable_resource_id"],
                 "linkedDomains": [],
                 "publicNetworkAccess": "Enabled",
-                "disableLocalAuth": False,
+                "disableLocalAuth": bool(doc.get("disable_local_auth", False)),
             },
         }
 
@@ -855,7 +855,14 @@ class ResourceManager:
             raise _invalid_content("the body must be a JSON object")
         if "tags" in body:
             doc["tags"] = _tags(body.get("tags"))
-            self.store.put("acs_resource", doc["name"], doc)
+        props = body.get("properties")
+        if isinstance(props, dict) and "disableLocalAuth" in props:
+            # Keys off (or on again): the ACS data plane reads this on every access-key call.
+            value = props["disableLocalAuth"]
+            if not isinstance(value, bool):
+                raise _invalid_content("properties.disableLocalAuth must be true or false")
+            doc["disable_local_auth"] = value
+        self.store.put("acs_resource", doc["name"], doc)
         return self.acs_view(doc)
 
     def list_acs(self, sub: str, rg: str | None) -> list[dict[str, Any]]:
