@@ -33,8 +33,8 @@ from tests.acs_support import (
     StaticCredential,
     connection_string,
     forge,
-    key_of,
     hmac_headers,
+    key_of,
     raw,
     signed,
 )
