@@ -480,3 +480,29 @@ def test_regenerating_a_key_breaks_its_connection_string_and_the_tokens_it_issue
         "reason": "issued with an access key that has since been regenerated",
     }
     assert check(entra_token.token)["valid"] is True  # not tied to a key
+
+
+# -- where the diagnosis goes -------------------------------------------------------------------
+
+
+def test_python_m_sandbox_log_prints_the_diagnosis_azure_does_not_send(sandbox, fresh):
+    import subprocess
+    import sys
+
+    oid = _new_principal(fresh)
+    token = forge(fresh.settings, sandbox, oid=oid, idtyp="app")
+    with pytest.raises(ClientAuthenticationError) as e:
+        _bearer_client(sandbox, token).create_user()
+    assert e.value.error.message == DENIED
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "log", "--last", "1"],
+        env=dict(os.environ, SANDBOX_STATE_DIR=str(fresh.settings.state_dir)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    assert "401 /identities" in line and "credential=bearer" in line
+    assert f"({oid}) has no role on scope '{world.ACS_RESOURCE_ID}'" in line
+    assert "assign 'Contributor' or 'Communication and Email Service Owner'" in line
