@@ -259,8 +259,19 @@ def test_unsupported_api_version_is_400(fresh, version):
     assert f"does not support the API version '{version}'" in e.value.error.message
 
 
-@pytest.mark.parametrize("version", ["2022-06-01", "2023-08-01", "2025-06-30"])
-def test_every_stable_identity_version_is_served(fresh, version):
+@pytest.mark.parametrize(
+    "version",
+    [
+        "2021-02-22-preview1",
+        "2021-10-31-preview",
+        "2021-11-01",
+        "2022-06-01",
+        "2023-08-01",
+        "2025-06-30",
+    ],
+)
+def test_every_announced_and_stable_identity_version_is_served(fresh, version):
+    """ACS announces (and serves) more than the specs' stable list (review Low 12)."""
     client = CommunicationIdentityClient.from_connection_string(
         connection_string(fresh), api_version=version
     )
