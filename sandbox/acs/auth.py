@@ -68,10 +68,11 @@ def _denied(diagnosis: str) -> AcsError:
     return denied(diagnosis)
 
 
-def served_hosts(port: int) -> set[str]:
-    """The ``Host`` values a signature may cover: the names of this listener (Azure routes a host
-    to its resource, so a foreign host never reaches it)."""
-    return {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+def served_hosts(port: int, own: str) -> set[str]:
+    """The ``Host`` values a signature may cover: the loopback names of this listener and the
+    authority of the endpoint it publishes, ``own`` (Azure routes a host name to its resource, so
+    a foreign host never reaches it)."""
+    return {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", own}
 
 
 # -- HMAC-SHA256 ----------------------------------------------------------------------------

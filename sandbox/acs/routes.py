@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -121,7 +122,7 @@ def _authenticate(
             body=raw,
             keys=resource.get("keys", {}),
             now=clock.now(),
-            hosts=auth.served_hosts(_listener_port(request)),
+            hosts=auth.served_hosts(_listener_port(request), urlsplit(sb.https_url).netloc),
         )
         key = resource["keys"][name]
         return auth.Caller(
