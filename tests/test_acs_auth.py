@@ -420,7 +420,7 @@ def test_assignment_takes_effect_on_the_next_request_and_removal_too(sandbox, fr
     before = fresh.last_log_id()
     with pytest.raises(ClientAuthenticationError) as e:
         client.create_user()
-    _denied_and_logged(e.value, fresh, before, "has no role on scope")
+    _denied_and_logged(e.value, fresh, before, "no role on scope")
 
 
 def test_role_propagation_fault_delays_a_new_assignment(sandbox, fresh):
@@ -504,5 +504,6 @@ def test_python_m_sandbox_log_prints_the_diagnosis_azure_does_not_send(sandbox, 
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()
     assert "401 /identities" in line and "credential=bearer" in line
-    assert f"({oid}) has no role on scope '{world.ACS_RESOURCE_ID}'" in line
+    assert f"no role on scope '{world.ACS_RESOURCE_ID}' allows the data plane" in line
+    assert f"({oid})" in line
     assert "assign 'Contributor' or 'Communication and Email Service Owner'" in line

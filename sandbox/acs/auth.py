@@ -293,13 +293,13 @@ def authorize(store: Store, active_faults: dict[str, Any], oid: str, display: st
     if pending:
         name, wait = min(pending, key=lambda p: p[1])
         raise _denied(
-            f"principal '{display}' ({oid}) has a '{name}' role assignment on scope '{scope}' "
-            f"that has not propagated yet; retry in about {max(1, round(wait))} seconds."
+            f"role '{name}' on scope '{scope}' has not propagated yet for principal "
+            f"'{display}' ({oid}); retry in about {max(1, round(wait))} seconds."
         )
     others = rbac.role_names_at(store, oid, scope)
     held = f" (it holds only: {', '.join(sorted(set(others)))})" if others else ""
     raise _denied(
-        f"principal '{display}' ({oid}) has no role on scope '{scope}' that allows the "
-        f"Communication Services data plane{held}; assign 'Contributor' or 'Communication and "
-        "Email Service Owner' on the Communication Services resource, then retry."
+        f"no role on scope '{scope}' allows the data plane to principal '{display}' ({oid})"
+        f"{held}; assign 'Contributor' or 'Communication and Email Service Owner' on the "
+        "Communication Services resource, then retry."
     )
