@@ -374,8 +374,8 @@ def sms_with_managed_identity(kit: target.Kit, since: int, host: str = "vm-tutor
 # (what the learner met, the evidence in the log, the section to revisit)
 _LAB: list[tuple[str, dict[str, Any], str]] = [
     (
-        "missing role: 403 AuthorizationFailed",
-        {"status": 403, "reason": _contains("no role")},
+        "missing role: 401 Denied",
+        {"status": 401, "reason": _contains("no role")},
         "Missing role",
     ),
     (

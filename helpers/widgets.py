@@ -349,11 +349,13 @@ class RoleSwitch(KitWidget):
             with target.acting_as(self.run_as):
                 credential = self.credential or DefaultAzureCredential()
                 CommunicationIdentityClient(self.kit.acs_endpoint, credential).create_user()
-        except ClientAuthenticationError as e:
-            self.result.value = _line(f"no token: {_error_text(e)}", False)
-            return False
         except HttpResponseError as e:
-            self.result.value = _line(f"refused ({_error_text(e)})", False)
+            # ACS refuses a token without a role with 401 (a ClientAuthenticationError too): only
+            # an error without a status comes from the credential itself.
+            if isinstance(e, ClientAuthenticationError) and e.status_code is None:
+                self.result.value = _line(f"no token: {_error_text(e)}", False)
+            else:
+                self.result.value = _line(f"refused ({_error_text(e)})", False)
             return False
         self.result.value = _line(
             "allowed: create_user() created a Communication Services user.", True

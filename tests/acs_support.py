@@ -34,7 +34,8 @@ ACS_AUDIENCE = "https://communication.azure.com/"
 ARM_AUDIENCE = "https://management.azure.com/"
 EXPIRES_ON = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}\+00:00$")
 MESSAGE_ID = re.compile(
-    r"^Outgoing_\d{14}[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    r"Outgoing_[0-9]{14}[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}_noam",
+    re.ASCII,
 )
 SENDER = "+18005550100"
 PHONE = "+14255550101"

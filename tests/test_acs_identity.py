@@ -20,6 +20,7 @@ from azure.communication.identity.aio import (
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
 from sandbox import world
+from sandbox.acs.errors import DENIED
 from tests.acs_support import (
     EXPIRES_ON,
     connection_string,
@@ -97,12 +98,39 @@ def test_lifetime_outside_60_to_1440_minutes_is_400(identity, minutes):
     user = identity.create_user()
     with pytest.raises(HttpResponseError) as e:
         identity.get_token(user, ["chat"], token_expires_in=timedelta(minutes=minutes))
-    assert e.value.status_code == 400
-    assert e.value.error.code == "ValidationError"
-    assert e.value.error.message.startswith("Invalid expiresInMinutes")
+    recorded = (
+        400,
+        "ValidationError",
+        f"ExpiresInMinutes value {minutes} is invalid. Value must be within the [60, 1440] "
+        "interval.",
+        "ExpiresInMinutes",
+    )
+    assert _error(e.value) == recorded
     with pytest.raises(HttpResponseError) as e:
         identity.create_user_and_token(["chat"], token_expires_in=timedelta(minutes=minutes))
-    assert e.value.status_code == 400
+    assert _error(e.value) == recorded
+
+
+def _error(e: HttpResponseError) -> tuple:
+    """(status, code, message, target) of an SDK error, the facts a learner reads."""
+    return (e.status_code, e.error.code, e.error.message, e.error.target)
+
+
+def test_issuing_without_scopes_names_the_missing_field(fresh):
+    key = key_of(connection_string(fresh))
+    user = CommunicationIdentityClient.from_connection_string(
+        connection_string(fresh)
+    ).create_user()
+    path = f"/identities/{user.properties['id']}/:issueAccessToken?api-version=2023-10-01"
+    status, err, _ = signed(fresh.doc, key, "POST", path, {})
+    assert status == 400
+    assert err == {
+        "error": {
+            "code": "ValidationError",
+            "message": "Scopes: The Scopes field is required.",
+            "target": "Scopes",
+        }
+    }
 
 
 @pytest.mark.parametrize(
@@ -146,20 +174,25 @@ def test_delete_invalidates_tokens_and_later_calls_are_401(identity, fresh):
     ):
         with pytest.raises(ClientAuthenticationError) as e:
             call()
-        assert e.value.status_code == 401 and e.value.error.code == "IdentityNotFound"
+        assert (e.value.status_code, e.value.error.code) == (401, "Denied")
 
 
-def test_unknown_or_other_resource_identity_is_401(identity):
+def test_unknown_or_other_resource_identity_is_401_and_the_log_says_which(identity, fresh):
     other = CommunicationUserIdentifier(
         "8:acs:00000000-0000-0000-0000-000000000000_00000000-0000-0000-0000-000000000000"
     )
     unknown = CommunicationUserIdentifier(f"8:acs:{world.ACS_IMMUTABLE_ID}_{uuid.uuid4()}")
     for user in (other, unknown):
+        before = fresh.last_log_id()
         with pytest.raises(ClientAuthenticationError) as e:
             identity.get_token(user, ["chat"])
-        assert e.value.status_code == 401
-        assert e.value.error.code == "IdentityNotFound"
-        assert user.properties["id"] in e.value.error.message
+        assert (e.value.status_code, e.value.error.code, e.value.error.message) == (
+            401,
+            "Denied",
+            DENIED,
+        )
+        [entry] = [x for x in fresh.log_after(before) if x["status"] == 401]
+        assert user.properties["id"] in entry["outcome"]
 
 
 def test_check_user_token_refuses_garbage_and_foreign_tokens(fresh):
@@ -191,7 +224,7 @@ def test_async_client_covers_every_operation(fresh):
     assert EXPIRES_ON.match(token.expires_on) and EXPIRES_ON.match(issued.expires_on)
     assert _check(fresh, token.token)["reason"].endswith("was deleted")
     assert "revoked" in _check(fresh, issued.token)["reason"]
-    assert gone.status_code == 401 and gone.error.code == "IdentityNotFound"
+    assert gone.status_code == 401 and gone.error.code == "Denied"
     assert (
         bad.status_code == 400 and bad.error.message == "Invalid scopes - Scopes field is required."
     )
@@ -226,8 +259,19 @@ def test_unsupported_api_version_is_400(fresh, version):
     assert f"does not support the API version '{version}'" in e.value.error.message
 
 
-@pytest.mark.parametrize("version", ["2022-06-01", "2023-08-01", "2025-06-30"])
-def test_every_stable_identity_version_is_served(fresh, version):
+@pytest.mark.parametrize(
+    "version",
+    [
+        "2021-02-22-preview1",
+        "2021-10-31-preview",
+        "2021-11-01",
+        "2022-06-01",
+        "2023-08-01",
+        "2025-06-30",
+    ],
+)
+def test_every_announced_and_stable_identity_version_is_served(fresh, version):
+    """ACS announces (and serves) more than the specs' stable list (review Low 12)."""
     client = CommunicationIdentityClient.from_connection_string(
         connection_string(fresh), api_version=version
     )
@@ -245,7 +289,10 @@ def test_missing_api_version_and_malformed_json_are_400(fresh):
     status, err, _ = signed(
         fresh.doc, key, "POST", "/identities?api-version=2023-10-01", {"expiresInMinutes": "60"}
     )
-    assert status == 400 and err["error"]["message"].startswith("Invalid expiresInMinutes")
+    assert status == 400 and err["error"]["target"] == "ExpiresInMinutes"
+    deep = b"[" * 100_000 + b"]" * 100_000  # security review D7: a RecursionError was a 500
+    status, err, _ = signed(fresh.doc, key, "POST", "/identities?api-version=2023-10-01", deep)
+    assert status == 400 and err["error"]["code"] == "InvalidRequestBody"
 
 
 # -- Teams users ---------------------------------------------------------------------------------
@@ -268,36 +315,85 @@ def test_teams_token_exchange_matches_the_entra_token_expiry(identity, fresh):
     assert _check(fresh, token.token)["valid"]
 
 
+OTHER_GUID = "00000000-0000-0000-0000-000000000001"
+INVALID_TOKEN = (401, "InvalidAccessToken", "Provided access token is not valid.", None)
+
+
 @pytest.mark.parametrize(
-    "token_kwargs, app, user, needle",
+    "token_kwargs, needle",
     [
-        ({}, "00000000-0000-0000-0000-000000000001", world.DEVELOPER_OID, "appId"),
-        ({}, TEAMS_APP, world.SP_OID, "userId"),
-        ({"lifetime": -3600}, TEAMS_APP, world.DEVELOPER_OID, "expired"),
-        (
-            {"audience": "https://communication.azure.com/"},
-            TEAMS_APP,
-            world.DEVELOPER_OID,
-            "audience",
-        ),
-        ({"idtyp": "app"}, TEAMS_APP, world.DEVELOPER_OID, "application"),
+        ({"lifetime": -3600}, "ExpiredAuthenticationToken"),
+        ({"audience": "https://communication.azure.com/"}, "audience"),
+        ({"idtyp": "app"}, "application"),
     ],
 )
-def test_teams_exchange_refusals_are_401(identity, fresh, token_kwargs, app, user, needle):
+def test_teams_exchange_with_a_bad_token_is_401_invalid_access_token(
+    identity, fresh, token_kwargs, needle
+):
     entra = _teams_token(fresh, **token_kwargs)
+    before = fresh.last_log_id()
     with pytest.raises(ClientAuthenticationError) as e:
-        identity.get_token_for_teams_user(entra, app, user)
-    assert e.value.status_code == 401
-    assert e.value.error.code.endswith("AuthenticationToken") or e.value.error.code.startswith(
-        "InvalidAuthenticationToken"
+        identity.get_token_for_teams_user(entra, TEAMS_APP, world.DEVELOPER_OID)
+    assert _error(e.value) == INVALID_TOKEN
+    [entry] = [x for x in fresh.log_after(before) if x["status"] == 401]
+    assert needle in entry["outcome"]
+
+
+@pytest.mark.parametrize(
+    "token, user",
+    [("garbage", world.DEVELOPER_OID), ("invalid", ""), ("", "")],
+)
+def test_the_token_is_judged_before_missing_fields(fresh, token, user):
+    """Azure's order (recordings): a bad token is 401 even when userId is missing too."""
+    key = key_of(connection_string(fresh))
+    body = {"token": token, "appId": TEAMS_APP, "userId": user}
+    status, err, _ = signed(
+        fresh.doc, key, "POST", "/teamsUser/:exchangeAccessToken?api-version=2023-10-01", body
     )
-    assert needle in e.value.error.message
+    assert (status, err["error"]["code"], err["error"]["message"]) == INVALID_TOKEN[:3]
 
 
-def test_teams_exchange_with_a_garbage_token_is_401(identity):
-    with pytest.raises(ClientAuthenticationError) as e:
-        identity.get_token_for_teams_user("garbage", TEAMS_APP, world.DEVELOPER_OID)
-    assert e.value.error.code == "InvalidAuthenticationToken"
+@pytest.mark.parametrize(
+    "app, user, message, target",
+    [
+        ("", world.DEVELOPER_OID, "AppId: The AppId field is required.", "AppId"),
+        (TEAMS_APP, "", "UserId: The UserId field is required.", "UserId"),
+        ("invalid", world.DEVELOPER_OID, "Provided AppId has invalid format.", "appId"),
+        (OTHER_GUID, world.DEVELOPER_OID, "AAD application is not the expected one.", "appId"),
+        (TEAMS_APP, "invalid", "Provided UserId has invalid format.", "userId"),
+        (TEAMS_APP, OTHER_GUID, "Provided AAD token issued for unexpected user.", "userId"),
+    ],
+)
+def test_teams_exchange_field_errors_are_400_with_a_target(
+    identity, fresh, app, user, message, target
+):
+    entra = _teams_token(fresh)
+    with pytest.raises(HttpResponseError) as e:
+        identity.get_token_for_teams_user(entra, app, user)
+    assert not isinstance(e.value, ClientAuthenticationError)
+    assert _error(e.value) == (400, "ValidationError", message, target)
+
+
+def test_teams_exchange_refusals_are_the_same_from_the_async_client(fresh):
+    conn = connection_string(fresh)
+    entra = _teams_token(fresh)
+
+    async def main():
+        async with AsyncIdentityClient.from_connection_string(conn) as client:
+            with pytest.raises(HttpResponseError) as mismatch:
+                await client.get_token_for_teams_user(entra, OTHER_GUID, world.DEVELOPER_OID)
+            with pytest.raises(ClientAuthenticationError) as bad:
+                await client.get_token_for_teams_user("garbage", TEAMS_APP, world.DEVELOPER_OID)
+        return mismatch.value, bad.value
+
+    mismatch, bad = asyncio.run(main())
+    assert _error(mismatch) == (
+        400,
+        "ValidationError",
+        "AAD application is not the expected one.",
+        "appId",
+    )
+    assert _error(bad) == INVALID_TOKEN
 
 
 def test_teams_exchange_needs_api_version_2022_06_01(fresh):

@@ -51,7 +51,7 @@ def test_send_lands_in_the_inbox_with_a_delivery_report_and_tag(sms, fresh):
         SENDER, PHONE, "Your code is 123456", enable_delivery_report=True, tag="t-1"
     )
     assert result.successful and result.http_status_code == 202
-    assert MESSAGE_ID.match(result.message_id), result.message_id
+    assert MESSAGE_ID.fullmatch(result.message_id), result.message_id
     assert result.to == PHONE
     [msg] = _inbox(fresh, PHONE)
     assert (msg["messageId"], msg["from"], msg["message"]) == (
@@ -62,7 +62,11 @@ def test_send_lands_in_the_inbox_with_a_delivery_report_and_tag(sms, fresh):
     [event] = _events(fresh, REPORT)
     assert event["id"] == result.message_id
     assert event["subject"] == "/phonenumber/18005550100"
-    assert event["topic"] == world.ACS_RESOURCE_ID
+    # The published event writes the provider part lower-case.
+    assert event["topic"] == (
+        f"/subscriptions/{world.SUBSCRIPTION_ID}/resourceGroups/{world.RESOURCE_GROUP}"
+        f"/providers/microsoft.communication/communicationservices/{world.ACS_NAME}"
+    )
     assert (event["dataVersion"], event["metadataVersion"]) == ("1.0", "1")
     data = event["data"]
     assert data["MessageId"] == result.message_id and data["To"] == PHONE
@@ -91,12 +95,70 @@ def test_any_e164_number_receives_and_a_bad_one_fails_on_its_own(sms, fresh):
     assert len(_inbox(fresh, other)) == 1 and len(_inbox(fresh, PHONE)) == 1
 
 
-def test_from_a_number_the_resource_does_not_own_is_401(sms):
+def test_from_a_number_the_resource_does_not_own_is_401_with_an_empty_message(sms, fresh):
+    before = fresh.last_log_id()
     with pytest.raises(ClientAuthenticationError) as e:
         sms.send("+18005550199", PHONE, "spoofed")
-    assert e.value.status_code == 401
-    assert e.value.error.code == "Unauthorized"
-    assert SENDER in e.value.error.message
+    assert (e.value.status_code, e.value.error.code, e.value.error.message) == (
+        401,
+        "Unauthorized",
+        "",
+    )
+    [entry] = [x for x in fresh.log_after(before) if x["status"] == 401]
+    assert SENDER in entry["outcome"]  # the log says which numbers it owns
+
+
+def test_from_something_that_is_no_number_is_401_internal_error(sms):
+    with pytest.raises(ClientAuthenticationError) as e:
+        sms.send("not-a-number", PHONE, "hi")
+    assert (e.value.status_code, e.value.error.code, e.value.error.message) == (
+        401,
+        "InternalError",
+        "The server encountered an internal error.",
+    )
+
+
+def test_a_to_that_is_no_phone_number_fails_the_whole_request(sms, fresh):
+    """Azure's own live test (review F1): ``send`` raises; nothing is sent to anyone."""
+    with pytest.raises(HttpResponseError) as e:
+        sms.send(SENDER, [PHONE, "Ad155500000000000"], "Hello World via SMS")
+    assert e.value.status_code == 400
+    assert _inbox(fresh, PHONE) == []
+
+
+def test_the_async_client_gets_the_same_whole_request_refusal(fresh):
+    conn = connection_string(fresh)
+
+    async def main():
+        async with AsyncSmsClient.from_connection_string(conn) as client:
+            await client.send(SENDER, "Ad155500000000000", "Hello World via SMS")
+
+    with pytest.raises(HttpResponseError) as e:
+        asyncio.run(main())
+    assert e.value.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "+1\u0664\u0662\u0665\u0665\u0665\u0665\u0660\u0661\u0660\u0661",
+        "+1\uff14\uff12\uff15\uff15\uff15\uff15\uff10\uff11\uff10\uff11",
+        PHONE + "\n",
+    ],
+    ids=["arabic-indic-digits", "full-width-digits", "trailing-newline"],
+)
+def test_only_ascii_e164_numbers_are_delivered(fresh, to):
+    """Security review D8: other scripts' digits and a final newline were delivered."""
+    key = key_of(connection_string(fresh))
+    status, body, _ = signed(fresh.doc, key, "POST", "/sms?api-version=2021-03-07", sms_body([to]))
+    assert status == 202, body
+    [item] = body["value"]
+    assert (item["httpStatusCode"], item["errorMessage"], item["successful"]) == (
+        400,
+        "Invalid To phone number format.",
+        False,
+    )
+    assert fresh("GET", "/_sandbox/inbox")["messages"] == []
 
 
 @pytest.mark.parametrize("count", [0, 101])
@@ -234,7 +296,8 @@ def test_async_client_sends_and_reports(fresh):
         ("2024-01-02", 202),
         ("2025-09-17", 202),
         ("2026-01-23", 202),
-        ("2020-07-20-preview1", 400),
+        ("2020-08-20-preview", 202),
+        ("2022-07-07", 400),
         ("2025-05-29-preview", 400),
     ],
 )
@@ -418,5 +481,5 @@ def test_cli_inbox_reply_and_fault(sms, fresh, sandbox_settings):
 
 def test_message_ids_are_unique(sms, fresh):
     ids = {r.message_id for _ in range(5) for r in sms.send(SENDER, [PHONE, "+14255550102"], "u")}
-    assert len(ids) == 10 and all(MESSAGE_ID.match(i) for i in ids)
-    assert uuid.UUID(next(iter(ids))[-36:])
+    assert len(ids) == 10 and all(MESSAGE_ID.fullmatch(i) for i in ids)
+    assert uuid.UUID(next(iter(ids))[-41:-5])

@@ -18,7 +18,7 @@ from azure.communication.identity import CommunicationIdentityClient
 from azure.communication.identity.aio import CommunicationIdentityClient as AsyncIdentityClient
 from azure.communication.sms import SmsClient
 from azure.communication.sms.aio import SmsClient as AsyncSmsClient
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ManagedIdentityCredential
 from azure.identity.aio import ManagedIdentityCredential as AsyncManagedIdentityCredential
 from azure.mgmt.authorization import AuthorizationManagementClient
@@ -54,13 +54,15 @@ def test_managed_identity_story(sandbox, fresh, persona):
     mi = ManagedIdentityCredential()
     identity = CommunicationIdentityClient(sandbox["acs_endpoint"], mi)
     sms = SmsClient(sandbox["acs_endpoint"], mi)
-    with pytest.raises(HttpResponseError) as refused:
+    before = fresh.last_log_id()
+    with pytest.raises(ClientAuthenticationError) as refused:
         identity.create_user()
-    assert refused.value.status_code == 403
-    assert refused.value.error.code == "AuthorizationFailed"
-    assert vm_principal in refused.value.error.message
-    assert "vm-tutorial" in refused.value.error.message
-    assert world.ACS_RESOURCE_ID in refused.value.error.message
+    # As ACS answers: 401 Denied, nothing more; the request log says who and why.
+    assert (refused.value.status_code, refused.value.error.code) == (401, "Denied")
+    assert refused.value.error.message == "Denied by the resource provider."
+    [entry] = [e for e in fresh.log_after(before) if e["path"] == "/identities"]
+    assert vm_principal in entry["reason"] and "vm-tutorial" in entry["reason"]
+    assert world.ACS_RESOURCE_ID in entry["reason"]
 
     # 3. The developer assigns Contributor on the Communication Services resource.
     [contributor] = authz.role_definitions.list(
@@ -116,9 +118,9 @@ def test_managed_identity_story(sandbox, fresh, persona):
     persona("developer")
     authz.role_assignments.delete(world.ACS_RESOURCE_ID, assignment_name)
     persona("vm-tutorial")
-    with pytest.raises(HttpResponseError) as again:
+    with pytest.raises(ClientAuthenticationError) as again:
         sms.send(SENDER, PHONE, "should not arrive")
-    assert again.value.status_code == 403 and again.value.error.code == "AuthorizationFailed"
+    assert again.value.status_code == 401 and again.value.error.code == "Denied"
     assert len(fresh("GET", f"/_sandbox/inbox/{PHONE}")["messages"]) == 2
 
     # 6. Key rotation: the connection string from listKeys works until its key is regenerated.

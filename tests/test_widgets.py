@@ -120,7 +120,7 @@ def test_role_switch_grants_tries_and_removes(kit):
     assert switch.refresh() is False
 
     switch.try_button.click()
-    assert "✗ refused (403:" in switch.result.value
+    assert "✗ refused (401:" in switch.result.value
 
     switch.granted.value = True
     switch.apply_button.click()
@@ -142,7 +142,7 @@ def test_role_switch_runs_the_call_on_the_principal_s_host_whatever_the_kernel_a
     helpers.act_as("developer")
     switch = widgets.role_switch(principal, run_as="vm-tutorial")
     assert switch.try_call() is False  # the VM's identity, not the developer (who is Owner)
-    assert "no role on scope" in switch.result.value
+    assert "Denied by the resource provider." in switch.result.value
     switch.granted.value = True
     assert switch.apply() is True
     assert switch.try_call() is True

@@ -1,9 +1,13 @@
 """Who is calling the data plane, and may they: HMAC access keys, Entra ID bearer tokens, RBAC.
 
 Two credentials reach ACS. An access key proves possession of the resource's key and is allowed
-everything (it is the resource's "root password"). A Microsoft Entra ID token proves who the
-caller is; it is then authorized from role assignments, read on every request so that a role
-granted or removed through Resource Manager takes effect on the very next call.
+everything (it is the resource's "root password"), unless the resource has local authentication
+turned off (``disableLocalAuth``). A Microsoft Entra ID token proves who the caller is; it is then
+authorized from role assignments, read on every request so that a role granted or removed through
+Resource Manager takes effect on the very next call.
+
+ACS answers every one of these refusals alike: 401 ``Denied`` "Denied by the resource provider."
+(sandbox/FIDELITY.md). Each refusal here carries the sandbox's diagnosis for the request log.
 """
 
 from __future__ import annotations
@@ -20,12 +24,19 @@ from typing import Any
 from urllib.parse import unquote
 
 from sandbox import clock, faults, world
-from sandbox.acs.errors import AcsError
+from sandbox.acs.errors import AcsError, denied
 from sandbox.arm import rbac
 from sandbox.entra.tokens import CLOCK_SKEW_LEEWAY, InvalidToken, TokenService
 from sandbox.store import Store
 
-HMAC_DATE_WINDOW = 15 * 60  # seconds either side of the sandbox's clock, as Azure Storage allows
+HMAC_DATE_WINDOW = (
+    5 * 60
+)  # seconds either side of the service's clock ("allowed margin of 5 minutes")
+CONTENT_HASH_MISMATCH = "Request 'x-ms-content-sha256' differs from generated content hash."
+CLOCK_SKEW = (
+    "The time difference between the originating client and the server is greater than the "
+    "allowed margin of 5 minutes."
+)
 EMPTY_BODY_HASH = base64.b64encode(hashlib.sha256(b"").digest()).decode()
 
 AUDIENCES = ["https://communication.azure.com/", "https://communication.azure.com"]
@@ -53,8 +64,15 @@ def key_fingerprint(key_b64: str) -> str:
     return hashlib.sha256(key_b64.encode()).hexdigest()[:16]
 
 
-def _denied(message: str) -> AcsError:
-    return AcsError(401, "Denied", message)
+def _denied(diagnosis: str) -> AcsError:
+    return denied(diagnosis)
+
+
+def served_hosts(port: int, own: str) -> set[str]:
+    """The ``Host`` values a signature may cover: the loopback names of this listener and the
+    authority of the endpoint it publishes, ``own`` (Azure routes a host name to its resource, so
+    a foreign host never reaches it)."""
+    return {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", own}
 
 
 # -- HMAC-SHA256 ----------------------------------------------------------------------------
@@ -81,6 +99,7 @@ def verify_hmac(
     body: bytes,
     keys: dict[str, str],
     now: float,
+    hosts: set[str],
 ) -> str:
     """Check a request signed with an access key; return the name of the key that signed it.
 
@@ -101,8 +120,14 @@ def verify_hmac(
     if not content_hash:
         raise _denied("Request is missing the 'x-ms-content-sha256' header.")
     actual_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
-    if not hmac.compare_digest(content_hash, actual_hash):
-        raise _denied("Request 'x-ms-content-sha256' differs from generated content hash.")
+    # Header values arrive as latin-1 text; compare bytes so a non-ASCII value is a refusal too.
+    if not hmac.compare_digest(content_hash.encode("latin-1"), actual_hash.encode()):
+        raise AcsError(
+            401,
+            "Denied",
+            CONTENT_HASH_MISMATCH,
+            diagnosis=f"x-ms-content-sha256 is not the SHA-256 of the {len(body)}-byte body.",
+        )
     try:
         sent_at = parsedate_to_datetime(date_value).timestamp()
     except (TypeError, ValueError, IndexError):
@@ -112,10 +137,18 @@ def verify_hmac(
         ) from None
     if abs(sent_at - now) > HMAC_DATE_WINDOW:
         server = datetime.fromtimestamp(now, timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+        raise AcsError(
+            401,
+            "Denied",
+            CLOCK_SKEW,
+            diagnosis=f"HMAC x-ms-date ({date_value}) is outside the allowed window of "
+            f"{HMAC_DATE_WINDOW // 60} minutes around the service's time ({server}); "
+            "check the clock of the calling machine.",
+        )
+    if host not in hosts:
         raise _denied(
-            f"Request 'x-ms-date' ({date_value}) is outside the allowed window of "
-            f"{HMAC_DATE_WINDOW // 60} minutes around the service's time ({server}). "
-            "Check the clock of the calling machine."
+            f"HMAC signature covers host '{host}', which is not this endpoint "
+            f"({', '.join(sorted(hosts))})."
         )
     try:
         given = base64.b64decode(signature, validate=True)
@@ -138,6 +171,15 @@ def verify_hmac(
     )
 
 
+def refuse_if_local_auth_disabled(resource: dict[str, Any]) -> None:
+    """Keys turned off (``disableLocalAuth``): every access-key call is refused, signed or not."""
+    if resource.get("disable_local_auth"):
+        raise _denied(
+            "access keys are disabled on this resource (disableLocalAuth is true); "
+            "call with a Microsoft Entra ID token instead."
+        )
+
+
 # -- bearer tokens and roles ----------------------------------------------------------------
 
 
@@ -148,7 +190,8 @@ _VERIFIED_MAX = 1024
 
 
 def verify_bearer(tokens: TokenService, token: str) -> dict[str, Any]:
-    """Claims of a valid Entra ID token for Communication Services, or 401 with the reason."""
+    """Claims of a valid Entra ID token for Communication Services, or 401 ``Denied`` (the reason,
+    with the code Resource Manager would have used, goes to the log)."""
     verifier, claims = _VERIFIED.get(token, (None, {}))
     now = clock.now()
     if verifier is tokens:
@@ -161,13 +204,14 @@ def verify_bearer(tokens: TokenService, token: str) -> dict[str, Any]:
     try:
         claims = tokens.verify(token, audiences=AUDIENCES, tenant_id=world.TENANT_ID)
     except InvalidToken as e:
-        reason = e.reason
+        reason = f"bearer token refused ({e.code}): {e.reason}"
         if _looks_like_user_token(token):
             reason = (
-                "This is a Communication Services user access token (for Chat and Calling); the "
-                "Identity and SMS APIs need a Microsoft Entra ID token or an access key."
+                "bearer token is a Communication Services user access token (for Chat and "
+                "Calling); the Identity and SMS APIs need a Microsoft Entra ID token or an "
+                "access key."
             )
-        raise AcsError(401, e.code, reason) from None
+        raise _denied(reason) from None
     if len(_VERIFIED) >= _VERIFIED_MAX:
         _VERIFIED.pop(next(iter(_VERIFIED)))
     _VERIFIED[token] = (tokens, claims)
@@ -224,7 +268,9 @@ def _qualifies(role: dict[str, Any]) -> bool:
 
 
 def authorize(store: Store, active_faults: dict[str, Any], oid: str, display: str) -> str:
-    """The role that lets ``oid`` use the data plane (checked now), or 403 saying what to assign.
+    """The role that lets ``oid`` use the data plane (checked now), or 401 ``Denied`` as ACS
+    answers, with a diagnosis for the log that names the principal, what it holds, and what to
+    assign.
 
     With the ``role_propagation`` fault, an assignment younger than its ``seconds`` does not count
     yet, like Azure's propagation delay.
@@ -246,18 +292,14 @@ def authorize(store: Store, active_faults: dict[str, Any], oid: str, display: st
         return role["roleName"]
     if pending:
         name, wait = min(pending, key=lambda p: p[1])
-        raise AcsError(
-            403,
-            "AuthorizationFailed",
-            f"Principal '{display}' ({oid}) has a '{name}' role assignment on scope '{scope}' "
-            f"that has not propagated yet; retry in about {max(1, round(wait))} seconds.",
+        raise _denied(
+            f"role '{name}' on scope '{scope}' has not propagated yet for principal "
+            f"'{display}' ({oid}); retry in about {max(1, round(wait))} seconds."
         )
     others = rbac.role_names_at(store, oid, scope)
     held = f" (it holds only: {', '.join(sorted(set(others)))})" if others else ""
-    raise AcsError(
-        403,
-        "AuthorizationFailed",
-        f"Principal '{display}' ({oid}) has no role on scope '{scope}' that allows the "
-        f"Communication Services data plane{held}. Assign 'Contributor' or 'Communication and "
-        "Email Service Owner' on the Communication Services resource, then retry.",
+    raise _denied(
+        f"no role on scope '{scope}' allows the data plane to principal '{display}' ({oid})"
+        f"{held}; assign 'Contributor' or 'Communication and Email Service Owner' on the "
+        "Communication Services resource, then retry."
     )

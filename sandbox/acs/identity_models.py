@@ -16,6 +16,7 @@ sandbox applies at once rather than "within 15 minutes":
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -25,7 +26,7 @@ import jwt
 from sandbox import clock, world
 from sandbox.acs import versions
 from sandbox.acs.auth import Caller, key_fingerprint
-from sandbox.acs.errors import AcsError, invalid
+from sandbox.acs.errors import AcsError, denied, invalid
 from sandbox.entra.tokens import InvalidToken, TokenService
 from sandbox.store import Store
 
@@ -49,6 +50,12 @@ TEAMS_AUDIENCES = [
     "https://auth.msft.communication.azure.com/",
 ]
 TEAMS_SCOPES = ("Teams.ManageCalls", "Teams.ManageChats")
+TEAMS_TOKEN_INVALID = "Provided access token is not valid."
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII | re.I)
+
+
+def _is_guid(value: str) -> bool:
+    return _GUID.fullmatch(value) is not None
 
 
 def expires_on_text(exp: int) -> str:
@@ -63,8 +70,12 @@ def _iso(ts: float) -> str:
 
 
 def parse_scopes(value: Any, version: str) -> list[str]:
-    """Validated token scopes; 400 ``Invalid scopes - ...`` as the service words it."""
-    if value is None or value == []:
+    """Validated token scopes, refused as the service words it: a missing field is the model
+    binder's "Scopes: The Scopes field is required." (target ``Scopes``), an empty list the
+    service's own "Invalid scopes - Scopes field is required."."""
+    if value is None:
+        raise invalid("Scopes: The Scopes field is required.", target="Scopes")
+    if value == []:
         raise invalid("Invalid scopes - Scopes field is required.")
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise invalid("Invalid scopes - Scopes must be a list of strings.")
@@ -91,8 +102,9 @@ def parse_minutes(value: Any, version: str) -> int:
         or not MIN_MINUTES <= value <= MAX_MINUTES
     ):
         raise invalid(
-            f"Invalid expiresInMinutes - the token lifetime must be an integer number of minutes "
-            f"between {MIN_MINUTES} and {MAX_MINUTES}; got {value!r}."
+            f"ExpiresInMinutes value {value} is invalid. "
+            f"Value must be within the [{MIN_MINUTES}, {MAX_MINUTES}] interval.",
+            target="ExpiresInMinutes",
         )
     return value
 
@@ -116,17 +128,15 @@ class IdentityService:
 
     def require(self, user_id: str) -> dict[str, Any]:
         """The identity's document, or 401: ACS answers 401, not 404, for an identity that is
-        unknown, deleted or belongs to another resource."""
+        unknown, deleted or belongs to another resource (the code is unpublished; ``Denied``)."""
         doc = None
         if user_id.startswith(f"8:acs:{self.immutable_id}_"):
             doc = self.store.get(IDENTITY_KIND, user_id)
         if doc is None:
-            raise AcsError(
-                401,
-                "IdentityNotFound",
-                f"Identity '{user_id}' does not exist in this Communication Services resource "
+            raise denied(
+                f"identity '{user_id}' does not exist in this Communication Services resource "
                 f"(resource id {self.immutable_id}); it may have been deleted or belong to "
-                "another resource.",
+                "another resource."
             )
         return doc
 
@@ -233,47 +243,32 @@ class IdentityService:
 
     def exchange_teams(self, caller: Caller, body: dict[str, Any]) -> dict[str, str]:
         """A Communication Services token for a Teams user, valid exactly as long as the Entra ID
-        token presented (audience ``https://auth.msft.communication.azure.com``)."""
-        missing = [
-            f
-            for f in ("token", "appId", "userId")
-            if not isinstance(body.get(f), str) or not body.get(f)
-        ]
-        if missing:
-            raise invalid(f"The request is missing required field(s): {', '.join(missing)}.")
-        try:
-            claims = self.tokens.verify(
-                body["token"], audiences=TEAMS_AUDIENCES, tenant_id=world.TENANT_ID
+        token presented (audience ``https://auth.msft.communication.azure.com``).
+
+        Judged in the service's order (recordings): the token first (401 ``InvalidAccessToken``),
+        then the required fields, then each id's format and its match with the token (400
+        ``ValidationError`` with a ``target``)."""
+        claims = self._teams_claims(body.get("token"))
+        for field, name in (("appId", "AppId"), ("userId", "UserId")):
+            if not isinstance(body.get(field), str) or not body[field]:
+                raise invalid(f"{name}: The {name} field is required.", target=name)
+        app_id, user_id = body["appId"], body["userId"]
+        if not _is_guid(app_id):
+            raise invalid("Provided AppId has invalid format.", target="appId")
+        token_app = str(claims.get("appid") or claims.get("azp") or "")
+        if token_app.lower() != app_id.lower():
+            raise invalid(
+                "AAD application is not the expected one.",
+                target="appId",
+                diagnosis=f"appId '{app_id}' is not the token's appid claim '{token_app}'.",
             )
-        except InvalidToken as e:
-            raise AcsError(
-                401, e.code, f"The Teams user's Entra ID token is refused: {e.reason}"
-            ) from None
-        if claims.get("idtyp") == "app":
-            raise AcsError(
-                401,
-                "InvalidAuthenticationToken",
-                "The Entra ID token belongs to an application, not to a Teams user.",
-            )
-        scp = str(claims.get("scp", ""))
-        if scp and not any(s in scp.split() for s in TEAMS_SCOPES):
-            raise AcsError(
-                401,
-                "InvalidAuthenticationToken",
-                f"The Entra ID token has scopes '{scp}'; "
-                "it needs Teams.ManageCalls or Teams.ManageChats.",
-            )
-        if claims.get("appid", claims.get("azp")) != body["appId"]:
-            raise AcsError(
-                401,
-                "InvalidAuthenticationToken",
-                f"appId '{body['appId']}' does not match the token's appid claim.",
-            )
-        if claims.get("oid") != body["userId"]:
-            raise AcsError(
-                401,
-                "InvalidAuthenticationToken",
-                f"userId '{body['userId']}' does not match the token's oid claim.",
+        if not _is_guid(user_id):
+            raise invalid("Provided UserId has invalid format.", target="userId")
+        if str(claims.get("oid", "")).lower() != user_id.lower():
+            raise invalid(
+                "Provided AAD token issued for unexpected user.",
+                target="userId",
+                diagnosis=f"userId '{user_id}' is not the token's oid claim '{claims.get('oid')}'.",
             )
         now = clock.now()
         oid = claims["oid"]
@@ -286,6 +281,28 @@ class IdentityService:
             exp=int(claims["exp"]),
             now=now,
         )
+
+    def _teams_claims(self, token: Any) -> dict[str, Any]:
+        """The claims of a Teams user's Entra ID token, or ACS's one 401 for any bad token."""
+
+        def refuse(why: str) -> AcsError:
+            return AcsError(401, "InvalidAccessToken", TEAMS_TOKEN_INVALID, diagnosis=why)
+
+        if not isinstance(token, str) or not token:
+            raise refuse("the request carries no Teams user token.")
+        try:
+            claims = self.tokens.verify(token, audiences=TEAMS_AUDIENCES, tenant_id=world.TENANT_ID)
+        except InvalidToken as e:
+            raise refuse(f"Teams user token refused ({e.code}): {e.reason}") from None
+        if claims.get("idtyp") == "app":
+            raise refuse("the Entra ID token belongs to an application, not to a Teams user.")
+        scp = str(claims.get("scp", ""))
+        if scp and not any(s in scp.split() for s in TEAMS_SCOPES):
+            raise refuse(
+                f"the Entra ID token has scopes '{scp}'; "
+                "it needs Teams.ManageCalls or Teams.ManageChats."
+            )
+        return claims
 
     def check_token(self, token: str) -> tuple[bool, str]:
         """(valid, reason) for a user access token, applying the rules in the module docstring."""

@@ -2,9 +2,10 @@
 the HTTPS listener (the resource endpoint), plus the ACS control routes.
 
 Every data-plane request goes through the same steps, in this order, and the request log
-records who called, with which credential, and the decision:
-    1. authenticate (HMAC access key or Entra ID bearer token)           → 401
-    2. authorize a bearer caller from its role assignments (RBAC)         → 403
+records who called, with which credential, and the decision with its reason (ACS's answer to a
+refusal is only "Denied by the resource provider."; the log says why):
+    1. authenticate (HMAC access key or Entra ID bearer token)           → 401 Denied
+    2. authorize a bearer caller from its role assignments (RBAC)         → 401 Denied
     3. api-version                                                        → 400
     4. fault switches ``unavailable`` / ``throttle``                      → 503 / 429
     5. the published rate limits                                          → 429 + Retry-After
@@ -19,14 +20,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import audit, clock, faults, world
 from sandbox.acs import auth, limits, versions
-from sandbox.acs.errors import AcsError
+from sandbox.acs.errors import AcsError, add_service_headers, denied, json_response
 from sandbox.acs.identity_models import IdentityService
 from sandbox.acs.sms_models import SmsService
 from sandbox.app import Sandbox, sandbox_of
@@ -81,7 +83,7 @@ class Call:
             return {}
         try:
             body = json.loads(self.raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise AcsError(
                 400, "InvalidRequestBody", "The request body is not valid JSON."
             ) from None
@@ -109,6 +111,7 @@ def _authenticate(
     header = request.headers.get("authorization", "")
     if header.startswith("HMAC-SHA256"):
         audit.note(request, credential="hmac")
+        auth.refuse_if_local_auth_disabled(resource)
         path = request.scope.get("raw_path") or request.url.path.encode()
         query = request.scope.get("query_string", b"")
         path_and_query = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
@@ -119,6 +122,7 @@ def _authenticate(
             body=raw,
             keys=resource.get("keys", {}),
             now=clock.now(),
+            hosts=auth.served_hosts(_listener_port(request), urlsplit(sb.https_url).netloc),
         )
         key = resource["keys"][name]
         return auth.Caller(
@@ -133,17 +137,18 @@ def _authenticate(
         claims = auth.verify_bearer(sb.tokens, header[7:].strip())
         oid = claims.get("oid")
         if not oid:
-            raise AcsError(
-                401, "InvalidAuthenticationToken", "The access token has no 'oid' claim."
-            )
+            raise denied("bearer token has no 'oid' claim, so no principal to authorize.")
         display = auth.describe_principal(sb.store, oid, claims)
         return auth.Caller(credential="bearer", principal_id=oid, display=display, claims=claims)
-    raise AcsError(
-        401,
-        "Denied",
-        "The request has no usable Authorization header: sign it with an access key "
-        "(HMAC-SHA256, e.g. a connection string) or send a Microsoft Entra ID bearer token.",
+    raise denied(
+        "the request has no usable Authorization header: sign it with an access key "
+        "(HMAC-SHA256, e.g. a connection string) or send a Microsoft Entra ID bearer token."
     )
+
+
+def _listener_port(request: Request) -> int:
+    server = request.scope.get("server") or ("", 0)
+    return int(server[1] or 0)
 
 
 def endpoint(operation: str, accepted: tuple[str, ...]) -> Callable[[Operation], Callable]:
@@ -151,8 +156,14 @@ def endpoint(operation: str, accepted: tuple[str, ...]) -> Callable[[Operation],
 
     def wrap(func: Operation) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
+            response = await answer(request)
+            add_service_headers(request, response, versions.announced(accepted))
+            return response
+
+        async def answer(request: Request) -> Response:
             sb = sandbox_of(request)
             audit.note(request, operation=operation)
+            authorized = False
             try:
                 raw = await request.body()
                 rt = runtime(request)
@@ -174,9 +185,10 @@ def endpoint(operation: str, accepted: tuple[str, ...]) -> Callable[[Operation],
                         )
                         reason = f"role '{role}' applies at {world.ACS_RESOURCE_ID}"
                 except AcsError as e:
-                    audit.note(request, decision="denied", reason=e.message)
+                    audit.note(request, decision="denied", reason=e.diagnosis or e.message)
                     raise
                 audit.note(request, decision="allowed", reason=reason)
+                authorized = True
                 version = versions.check(
                     request.query_params.get("api-version"),
                     accepted,
@@ -202,8 +214,8 @@ def endpoint(operation: str, accepted: tuple[str, ...]) -> Callable[[Operation],
                 call = Call(request, sb, caller, version, raw, resource, rt)
                 return await func(call)
             except AcsError as e:
-                if e.status not in (401, 403):
-                    audit.note(request, outcome=e.message)
+                if authorized or e.status not in (401, 403):
+                    audit.note(request, outcome=e.diagnosis or e.message)
                 return e.response()
 
         return handler
@@ -229,14 +241,14 @@ def _user_id(call: Call) -> str:
 async def create_identity(call: Call) -> Response:
     body = call.json()
     _identity_limit(call, "Identity.Create")
-    return JSONResponse(call.identities().create(call.caller, body, call.version), status_code=201)
+    return json_response(call.identities().create(call.caller, body, call.version), 201)
 
 
 @endpoint("Identity.IssueToken", versions.IDENTITY_VERSIONS)
 async def issue_token(call: Call) -> Response:
     body = call.json(required=True)
     _identity_limit(call, "Identity.IssueToken")
-    return JSONResponse(call.identities().issue(call.caller, _user_id(call), body, call.version))
+    return json_response(call.identities().issue(call.caller, _user_id(call), body, call.version))
 
 
 @endpoint("Identity.RevokeTokens", versions.IDENTITY_VERSIONS)
@@ -266,7 +278,7 @@ async def exchange_teams_token(call: Call) -> Response:
         )
     body = call.json(required=True)
     _identity_limit(call, "Identity.ExchangeTeamsToken")
-    return JSONResponse(call.identities().exchange_teams(call.caller, body))
+    return json_response(call.identities().exchange_teams(call.caller, body))
 
 
 @endpoint("Sms.Send", versions.SMS_VERSIONS)
@@ -286,7 +298,7 @@ async def send_sms(call: Call) -> Response:
     audit.note(
         call.request, recipients=len(items), accepted=sum(1 for i in items if i["successful"])
     )
-    return JSONResponse({"value": items}, status_code=202)
+    return json_response({"value": items}, 202)
 
 
 def routes() -> list[BaseRoute]:

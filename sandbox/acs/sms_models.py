@@ -35,7 +35,15 @@ EVENT_KIND = "event_grid_event"
 
 MAX_RECIPIENTS = 100
 MAX_MESSAGE_LENGTH = 2048
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# ASCII digits only, whole string: ``\d`` would take any script's digits and ``$`` a final newline.
+E164 = re.compile(r"\+[1-9][0-9]{6,14}", re.ASCII)
+# A ``to`` with letters in it is no phone number at all and fails the whole request (Azure's
+# live test since 2023); anything else that is not valid E.164 fails only its own item.
+REGION_SUFFIX = {"United States": "noam"}
+# North America has no area code 555: a sender there cannot exist anywhere. Azure's recorded answer
+# for such a sender (+15550000000) is a 401 ``InternalError``, not the ``Unauthorized`` a real but
+# unowned number gets.
+NO_SUCH_NUMBER = re.compile(r"\+1555[0-9]{7}", re.ASCII)
 
 DELIVERY_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
 SMS_RECEIVED = "Microsoft.Communication.SMSReceived"
@@ -78,9 +86,23 @@ def _event_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def message_id(prefix: str, ts: float) -> str:
-    """``Outgoing_<yyyyMMddHHmmss><guid>`` (or ``Incoming_``)."""
-    return f"{prefix}_{datetime.fromtimestamp(ts, timezone.utc):%Y%m%d%H%M%S}{uuid.uuid4()}"
+def is_e164(value: Any) -> bool:
+    return isinstance(value, str) and E164.fullmatch(value) is not None
+
+
+def message_id(prefix: str, ts: float, region: str = "") -> str:
+    """``Outgoing_<yyyyMMddHHmmss><guid>_noam`` (``Incoming_`` without a region): the form the
+    SMS logs document, the suffix naming the resource's data location."""
+    suffix = f"_{region}" if region else ""
+    return f"{prefix}_{datetime.fromtimestamp(ts, timezone.utc):%Y%m%d%H%M%S}{uuid.uuid4()}{suffix}"
+
+
+def event_topic(resource_id: str) -> str:
+    """The Event Grid ``topic`` as the published events write it: the provider part lower-case
+    (``.../providers/microsoft.communication/communicationservices/<name>``)."""
+    head, sep, tail = resource_id.partition("/providers/")
+    provider, _, name = tail.rpartition("/")
+    return f"{head}{sep}{provider.lower()}/{name}" if sep else resource_id
 
 
 class SmsService:
@@ -123,12 +145,32 @@ class SmsService:
             options.get("enableDeliveryReport", False), bool
         ):
             raise invalid("'smsSendOptions.enableDeliveryReport' must be true or false.")
+        for recipient in recipients:
+            to = recipient.get("to")
+            if isinstance(to, str) and any(c.isalpha() for c in to):
+                raise AcsError(
+                    400,
+                    "BadRequest",
+                    BAD_TO,
+                    diagnosis=f"recipient {to!r} has letters in it, so the whole request fails "
+                    "(a number that is merely not E.164 fails only its own item).",
+                )
         if sender not in self.senders:
+            owned = ", ".join(self.senders) or "(none)"
+            if not is_e164(sender) or NO_SUCH_NUMBER.fullmatch(sender):
+                raise AcsError(
+                    401,
+                    "InternalError",
+                    "The server encountered an internal error.",
+                    diagnosis=f"'from' {sender!r} is not a phone number this resource could own; "
+                    f"it owns: {owned}.",
+                )
             raise AcsError(
                 401,
                 "Unauthorized",
-                f"The 'from' number '{sender}' is not a number of this Communication Services "
-                f"resource; send from one it owns: {', '.join(self.senders) or '(none)'}.",
+                "",
+                diagnosis=f"'from' number '{sender}' is not a number of this Communication "
+                f"Services resource; send from one it owns: {owned}.",
             )
         return sender, recipients, message, options
 
@@ -175,7 +217,7 @@ class SmsService:
             earlier = self.store.get(REPEAT_KIND, str(request_id))
             if earlier is not None:
                 return earlier["item"]
-        if not isinstance(to, str) or not E164.match(to):
+        if not is_e164(to):
             return {
                 "to": to_text,
                 "httpStatusCode": 400,
@@ -183,7 +225,8 @@ class SmsService:
                 "successful": False,
             }
         now = clock.now()
-        msg_id = message_id("Outgoing", now)
+        region = REGION_SUFFIX.get(str(self.resource.get("data_location", "")), "")
+        msg_id = message_id("Outgoing", now, region)
         blocked = self.store.get(OPTOUT_KIND, _optout_key(sender, to)) is not None
         self.store.put(
             MESSAGE_KIND,
@@ -239,7 +282,7 @@ class SmsService:
             event_id,
             {
                 "id": event_id,
-                "topic": self.resource["id"],
+                "topic": event_topic(self.resource["id"]),
                 "subject": subject,
                 "data": data,
                 "eventType": event_type,
@@ -273,7 +316,7 @@ class SmsService:
 
     def reply(self, phone: str, to_sender: str | None, text: Any) -> dict[str, Any]:
         """A phone texts a sender number: an ``SMSReceived`` event; STOP/START change opt-out."""
-        if not E164.match(phone):
+        if not is_e164(phone):
             raise invalid(f"'{phone}' is not an E.164 phone number (e.g. +14255550101).")
         sender = to_sender or (self.senders[0] if self.senders else None)
         if sender not in self.senders:

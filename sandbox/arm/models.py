@@ -823,7 +823,7 @@ class ResourceManager:
                 "immutableResourceId": doc["immutable_resource_id"],
                 "linkedDomains": [],
                 "publicNetworkAccess": "Enabled",
-                "disableLocalAuth": False,
+                "disableLocalAuth": bool(doc.get("disable_local_auth", False)),
             },
         }
 
@@ -873,11 +873,19 @@ class ResourceManager:
 
     def patch_acs(self, scope: Scope, body: Any) -> dict[str, Any]:
         self.authorize(scope.id, f"{ACS_TYPE}/write")
-        doc = self._acs(scope)
         if not isinstance(body, dict):
             raise _invalid_content("the body must be a JSON object")
-        if "tags" in body:
-            doc["tags"] = _tags(body.get("tags"))
+        props = body.get("properties")
+        local_auth = props.get("disableLocalAuth") if isinstance(props, dict) else None
+        if local_auth is not None and not isinstance(local_auth, bool):
+            raise _invalid_content("properties.disableLocalAuth must be true or false")
+        with self.store.transaction():
+            doc = self._acs(scope)
+            if "tags" in body:
+                doc["tags"] = _tags(body.get("tags"))
+            if local_auth is not None:
+                # Keys off (or on again): the ACS data plane reads this on every access-key call.
+                doc["disable_local_auth"] = local_auth
             self.store.put("acs_resource", doc["name"], doc)
         return self.acs_view(doc)
 

@@ -139,7 +139,7 @@ def test_role_switch_call_refused_then_allowed_then_refused(jupyter: JupyterLabU
     expect = jupyter.expect
 
     switch.get_by_role("button", name="Try the call").click()
-    expect(result).to_contain_text("✗ refused (403")
+    expect(result).to_contain_text("✗ refused (401")
 
     switch.get_by_role("button", name=re.compile(r"^Contributor on ")).click()
     switch.get_by_role("button", name="Apply").click()
@@ -151,7 +151,7 @@ def test_role_switch_call_refused_then_allowed_then_refused(jupyter: JupyterLabU
     switch.get_by_role("button", name="Apply").click()
     expect(status).to_contain_text("removed")
     switch.get_by_role("button", name="Try the call").click()
-    expect(result).to_contain_text("✗ refused (403")
+    expect(result).to_contain_text("✗ refused (401")
 
 
 # -- the check itself can fail --------------------------------------------------------------------
