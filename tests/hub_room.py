@@ -333,8 +333,5 @@ class Kernel:
         return cells
 
     def close(self) -> None:
+        """The websocket only: the kernel ends with its server, when the hub stops."""
         self.ws.close()
-        try:
-            self.hub.api("DELETE", f"{self.base}/sessions/{self.session_id}", token=self.token)
-        except (OSError, urllib.error.HTTPError):  # the server may be stopping already
-            pass

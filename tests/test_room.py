@@ -91,6 +91,17 @@ def _join(hub: Hub, user: OsUser) -> Learner:
     return Learner(user, kernel, welcome, seen)
 
 
+def _leave(user: OsUser, kit: Path) -> None:
+    """The learner's sandbox outlives their server, as designed: stop it, then remove the
+    learner if the room made them."""
+    subprocess.run(
+        [str(kit / ".venv" / "bin" / "python"), "-m", "sandbox", "stop"],
+        user=user.uid, group=user.uid, extra_groups=[], cwd=user.home,
+        env={"HOME": str(user.home), "PATH": "/usr/bin:/bin"}, capture_output=True, timeout=60,
+    )  # fmt: skip
+    remove_user(user)
+
+
 @pytest.fixture(scope="module")
 def room() -> Iterator[Room]:
     began = time.monotonic()
@@ -101,7 +112,7 @@ def room() -> Iterator[Room]:
     hub = None
     guard_log = folder / "loopback-guard.log"
     try:
-        kit_bin = install_kit(folder / "kit", scripts=("jupyterhub-singleuser",))
+        install_kit(folder / "kit", scripts=("jupyterhub-singleuser",))
         share_tree(REPO / "tests" / "loopback_guard", folder / "guard")
         guard_log.touch()
         os.chmod(guard_log, 0o666)  # every learner's processes append their refusals
@@ -111,11 +122,10 @@ def room() -> Iterator[Room]:
         (folder / "hub").mkdir(mode=0o700)
         hub = Hub(folder / "kit", folder / "hub", NAMES, extra_env=guard)
         hub.start(env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **guard})
-        for name in NAMES:
-            hub.start_server(name)
-        for name in NAMES:
-            wait_for(f"{name}'s server", lambda name=name: hub.server_ready(name), 120)
-        with ThreadPoolExecutor(len(users)) as pool:
+        with ThreadPoolExecutor(len(users)) as pool:  # a room signs in at once
+            list(pool.map(hub.start_server, NAMES))  # each answers when started, or after 10 s
+            for name in NAMES:
+                wait_for(f"{name}'s server", lambda name=name: hub.server_ready(name), 120)
             learners = list(pool.map(lambda user: _join(hub, user), users))
         yield Room(hub, learners, guard_log, time.monotonic() - began)
     finally:
@@ -123,14 +133,8 @@ def room() -> Iterator[Room]:
             learner.kernel.close()
         if hub is not None:
             hub.stop()
-        for user in users:  # the sandboxes outlive their servers, as designed: stop them
-            subprocess.run(
-                [str(folder / "kit" / ".venv" / "bin" / "python"), "-m", "sandbox", "stop"],
-                user=user.uid, group=user.uid, extra_groups=[], cwd=user.home,
-                env={"HOME": str(user.home), "PATH": f"{kit_bin}:/usr/bin:/bin"},
-                capture_output=True, timeout=60,
-            )  # fmt: skip
-            remove_user(user)
+        with ThreadPoolExecutor(max(1, len(users))) as pool:
+            list(pool.map(lambda user: _leave(user, folder / "kit"), users))
         refusals = guard_log.read_text() if guard_log.exists() else ""
         shutil.rmtree(folder, ignore_errors=True)
         assert refusals == "", f"a room process tried to leave loopback: {refusals}"
