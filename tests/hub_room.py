@@ -86,10 +86,17 @@ class OsUser:
 
 
 def ensure_user(name: str, homes: Path) -> OsUser:
-    """The local user ``name``, made (home under ``homes``) if missing."""
+    """The local user ``name``, made (home under ``homes``) if missing. One left by an
+    interrupted room (its home was a room's temporary folder, now gone) is made anew."""
     created = False
     try:
-        pwd.getpwnam(name)
+        entry = pwd.getpwnam(name)
+        if (
+            entry.pw_dir.startswith(str(homes.parent.parent / "kit-room-"))
+            and not Path(entry.pw_dir).exists()
+        ):
+            remove_user(OsUser(name, entry.pw_uid, Path(entry.pw_dir), created=True))
+            raise KeyError(name)
     except KeyError:
         home = homes / name
         subprocess.run(
