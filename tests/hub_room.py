@@ -104,10 +104,10 @@ def ensure_user(name: str, homes: Path) -> OsUser:
              "--user-group", name],
             check=True, capture_output=True,
         )  # fmt: skip
+        # World-readable homes, as on many machines: only the sandbox's own modes protect it.
+        os.chmod(home, 0o755)
         created = True
     entry = pwd.getpwnam(name)
-    # World-readable homes, as on many machines: only the sandbox's own modes protect it.
-    os.chmod(entry.pw_dir, 0o755)
     return OsUser(name, entry.pw_uid, Path(entry.pw_dir), created)
 
 

@@ -126,7 +126,8 @@ def room() -> Iterator[Room]:
         users = [ensure_user(name, folder / "homes") for name in NAMES]
         (folder / "hub").mkdir(mode=0o700)
         hub = Hub(folder / "kit", folder / "hub", NAMES, extra_env=guard)
-        hub.start(env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **guard})
+        node = os.path.dirname(shutil.which("node") or "/usr/bin/node")  # the proxy's runtime
+        hub.start(env={"PATH": f"{node}:/usr/bin:/bin", "LANG": "C.UTF-8", **guard})
         with ThreadPoolExecutor(len(users)) as pool:  # a room signs in at once
             list(pool.map(hub.start_server, NAMES))  # each answers when started, or after 10 s
             for name in NAMES:
