@@ -96,15 +96,13 @@ def _join(hub: Hub, user: OsUser) -> Learner:
     return Learner(user, kernel, welcome, seen)
 
 
-def _leave(user: OsUser, kit: Path) -> None:
-    """The learner's sandbox outlives their server, as designed: stop it, then remove the
-    learner if the room made them."""
+def _stop_sandbox(user: OsUser, kit: Path) -> None:
+    """The learner's sandbox outlives their server, as designed: they stop it."""
     subprocess.run(
         [str(kit / ".venv" / "bin" / "python"), "-m", "sandbox", "stop"],
         user=user.uid, group=user.uid, extra_groups=[], cwd=user.home,
         env={"HOME": str(user.home), "PATH": "/usr/bin:/bin"}, capture_output=True, timeout=60,
     )  # fmt: skip
-    remove_user(user)
 
 
 @pytest.fixture(scope="module")
@@ -137,10 +135,12 @@ def room() -> Iterator[Room]:
     finally:
         for learner in learners:
             learner.kernel.close()
-        if hub is not None:
-            hub.stop()
-        with ThreadPoolExecutor(max(1, len(users))) as pool:
-            list(pool.map(lambda user: _leave(user, folder / "kit"), users))
+        with ThreadPoolExecutor(len(users) + 1) as pool:  # all at once: they are independent
+            stopping = pool.submit(hub.stop) if hub is not None else None
+            list(pool.map(lambda user: _stop_sandbox(user, folder / "kit"), users))
+            if stopping is not None:
+                stopping.result()
+            list(pool.map(remove_user, users))  # after the hub: their servers ran as them
         refusals = guard_log.read_text() if guard_log.exists() else ""
         shutil.rmtree(folder, ignore_errors=True)
         assert refusals == "", f"a room process tried to leave loopback: {refusals}"
