@@ -24,11 +24,12 @@ tutorial: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(JUPYTER_ARGS)
 
 # Two workers fit a 2-core machine; each notebook test runs its own kernel and sandbox.
+# loadgroup keeps the tests of one real room (tests/test_room.py) on one worker: one hub.
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP)
 	@tools/ensure_chromium.sh
-	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 sandbox-stop: $(STAMP)
 	$(PY) -m sandbox stop

@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
-import sys
 import sysconfig
 import tempfile
 import textwrap
@@ -27,33 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_install import SYSTEM_PYTHON, check_system_python
+from shared_install import share_tree as _share_tree
 
 from sandbox import world
 
 REPO = Path(__file__).resolve().parent.parent
 NOBODY = 65534
-SYSTEM_PYTHON = "/usr/bin/python3"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="becoming another OS user needs root")
 pytestmark = needs_root
-
-
-def _share_tree(src: Path, dst: Path) -> None:
-    """Make ``src`` readable at ``dst`` by every user: hard links where the file already is
-    world-readable (free), copies otherwise."""
-
-    def link_or_copy(s: str, d: str) -> None:
-        if os.stat(s).st_mode & stat.S_IROTH:
-            try:
-                os.link(s, d)
-                return
-            except OSError:  # another file system, or linking refused
-                pass
-        shutil.copy2(s, d)
-        os.chmod(d, 0o755 if os.stat(s).st_mode & stat.S_IXUSR else 0o644)
-
-    shutil.copytree(src, dst, copy_function=link_or_copy, symlinks=True, dirs_exist_ok=True)
-    for folder, _, _ in os.walk(dst):
-        os.chmod(folder, 0o755)
 
 
 @dataclass
@@ -91,16 +71,7 @@ class Learner:
 @pytest.fixture(scope="module")
 def machine() -> Iterator[dict[str, Learner]]:
     """The kit installed for everyone, and two learners who each ran ``binder/start``."""
-    wanted = f"{sys.version_info.major}.{sys.version_info.minor}"
-    system = subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    assert system == wanted, (
-        f"{SYSTEM_PYTHON} is Python {system}, the project's venv {wanted}: the shared install "
-        "needs the same minor version (compiled extensions)"
-    )
+    check_system_python()
     shared = Path(tempfile.mkdtemp(prefix="kit-for-all-", dir="/tmp"))
     learners: dict[str, Learner] = {}
     try:
