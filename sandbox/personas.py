@@ -40,11 +40,6 @@ CREDENTIAL_VARIABLES = (
 )
 
 LAPTOP = "developer-laptop"  # a machine with no managed identity: its IMDS path answers 400
-# The developer's laptop has no identity endpoint at all. A real laptop's IMDS address does not
-# answer; here the SDK is pointed at a loopback port nothing listens on (port 1, which only root
-# could open), so the connection is refused at once and the SDK reports "no response from the
-# IMDS endpoint", as on a laptop, without leaving the machine.
-NO_IDENTITY_ENDPOINT = "http://127.0.0.1:1"
 
 
 def bin_dir(state_dir: Path) -> Path:
@@ -84,7 +79,6 @@ def persona_env(name: str, status: dict[str, Any], store_secrets: dict[str, Any]
     path_prepend = None
     if name == "developer":
         path_prepend = str(bin_dir(Path(status["state_dir"])))
-        values["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = NO_IDENTITY_ENDPOINT
     elif name == "service-principal":
         values.update(
             AZURE_CLIENT_ID=world.SP_CLIENT_ID,

@@ -79,6 +79,21 @@ class IdentityRequestError(Exception):
         self.description = description
 
 
+class NoIdentityEndpoint(IdentityRequestError):
+    """The machine has no identity endpoint at all (the developer's laptop, or no such host).
+
+    A real laptop's IMDS address does not answer, and inside DefaultAzureCredential the SDK's
+    one-second probe gives up at once. Here the SDK is pointed at the listener (so nothing can
+    leave loopback) and its probe is off, so a refused connection would cost ~5 s of retries per
+    attempt. Instead the listener answers at once with an empty 400, which the SDK reports in
+    the laptop's words: "ManagedIdentityCredential authentication unavailable, no response from
+    the IMDS endpoint." (measured: 0.03 s, against 4.8 s for a refused connection).
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(400, "", f"'{name}' has no managed-identity endpoint (no Azure host)")
+
+
 @dataclass(frozen=True)
 class AttachedIdentity:
     """One identity a host can get tokens for."""
@@ -206,6 +221,8 @@ class ManagedIdentityEndpoints:
         if host is None:
             # No identity endpoint at all (the developer's laptop, or a name that is no host):
             # a 4xx, never a 404/5xx, so the SDKs give up at once instead of retrying.
+            if style == IMDS:
+                raise NoIdentityEndpoint(name)
             raise IdentityRequestError(400, "invalid_request", "Identity not found")
         if host["endpoint_style"] != style:
             if style == IMDS:
