@@ -4,6 +4,7 @@ the device-code and refresh-token protocol, and error answers shaped exactly lik
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import ssl
 import time
@@ -126,9 +127,12 @@ def test_openid_configuration_for_id_domain_and_aliases(sandbox):
     status, jwks = https_json(sandbox, "GET", f"/{TENANT}/discovery/v2.0/keys")
     assert status == 200
     (key,) = jwks["keys"]
-    # As Entra publishes them: x5t equal to kid, the issuer on v2.0 keys, no alg.
-    assert sorted(key) == ["e", "issuer", "kid", "kty", "n", "use", "x5t"]
+    # As Entra publishes them: x5t equal to kid (the certificate's thumbprint), the certificate
+    # in x5c, the issuer on v2.0 keys, no alg.
+    assert sorted(key) == ["e", "issuer", "kid", "kty", "n", "use", "x5c", "x5t"]
     assert key["x5t"] == key["kid"] and key["issuer"] == f"{base}/{TENANT}/v2.0"
+    thumbprint = hashlib.sha1(base64.b64decode(key["x5c"][0])).digest()
+    assert base64.urlsafe_b64encode(thumbprint).rstrip(b"=").decode() == key["x5t"]
     status, v1_keys = https_json(sandbox, "GET", f"/{TENANT}/discovery/keys")
     assert status == 200
     assert v1_keys == {"keys": [{k: v for k, v in key.items() if k != "issuer"}]}

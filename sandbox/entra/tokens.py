@@ -8,13 +8,16 @@ by every resource the sandbox serves (Resource Manager, ACS), which is why both 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import secrets
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from sandbox import clock
 
@@ -63,16 +66,34 @@ def pairwise_subject(oid: str, app_id: str) -> str:
     return _b64url(hashlib.sha256(f"{oid}:{app_id}".encode()).digest())
 
 
+def signing_certificate(key: rsa.RSAPrivateKey) -> bytes:
+    """A self-signed certificate (DER) for the signing key, as Entra publishes one per key in
+    ``x5c``. Every field is fixed and RSA PKCS#1 v1.5 signatures are deterministic, so the same
+    key always gives the same certificate, and so the same thumbprint across restarts."""
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ACS tutorial sandbox tokens")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(int.from_bytes(hashlib.sha256(spki).digest()[:8], "big") >> 1)
+        .not_valid_before(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+        .not_valid_after(dt.datetime(2036, 1, 1, tzinfo=dt.timezone.utc))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
 class TokenService:
     def __init__(self, key: rsa.RSAPrivateKey, authority: str) -> None:
         self._key = key
         self.authority = authority.rstrip("/")
-        der = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        # Entra's kid is the signing certificate's SHA-1 thumbprint and equals x5t; the sandbox
-        # has a bare key, so both are the thumbprint of the public key.
-        self.kid = _b64url(hashlib.sha1(der).digest())
+        self._certificate = signing_certificate(key)
+        # Entra's kid is the signing certificate's SHA-1 thumbprint, and equals x5t.
+        self.kid = _b64url(hashlib.sha1(self._certificate).digest())
 
     def issuer(self, tenant_id: str) -> str:
         """The ``iss`` of access tokens (v1.0), and of the v1.0 OpenID document."""
@@ -83,8 +104,8 @@ class TokenService:
         return f"{self.authority}/{tenant_id}/v2.0"
 
     def jwks(self, issuer: str | None = None) -> dict[str, Any]:
-        """The signing keys as Entra publishes them: kty, use, kid, x5t, n, e (no ``alg``), plus
-        ``issuer`` on the v2.0 keys endpoint."""
+        """The signing keys as Entra publishes them: kty, use, kid, x5t, n, e, x5c (no ``alg``),
+        plus ``issuer`` on the v2.0 keys endpoint."""
         numbers = self._key.public_key().public_numbers()
         key: dict[str, Any] = {
             "kty": "RSA",
@@ -93,6 +114,7 @@ class TokenService:
             "x5t": self.kid,
             "n": _b64url_uint(numbers.n),
             "e": _b64url_uint(numbers.e),
+            "x5c": [base64.b64encode(self._certificate).decode()],
         }
         if issuer:
             key["issuer"] = issuer
