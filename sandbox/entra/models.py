@@ -208,7 +208,6 @@ class Entra:
         self.tokens = tokens
         self.https_url = https_url.rstrip("/")
         self.faults = {} if faults is None else faults  # the sandbox's live switches
-        self._public_key = jwt.PyJWK(tokens.jwks()["keys"][0]).key
 
     # -- tenants and metadata ----------------------------------------------------------------
 
@@ -414,17 +413,7 @@ class Entra:
         if header.get("alg") != "RS256" or header.get("kid") != self.tokens.kid:
             raise bad_signature
         try:
-            jwt.decode(
-                assertion,
-                self._public_key,
-                algorithms=["RS256"],
-                options={
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_aud": False,
-                    "verify_iat": False,
-                },
-            )
+            self.tokens.signed_claims(assertion)
         except jwt.InvalidSignatureError:
             raise bad_signature from None
         except jwt.PyJWTError:

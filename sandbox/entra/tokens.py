@@ -171,6 +171,22 @@ class TokenService:
         # Entra writes the registered claims first, then the rest in alphabetical order.
         return self.sign({**head, **dict(sorted(claims.items()))}), head["exp"]
 
+    def signed_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a JWT signed (RS256) by this key, checking nothing else: callers judge
+        the times on the sandbox's clock, which PyJWT's checks (on the machine's) would not.
+        Raises PyJWT's errors (InvalidSignatureError for a signature by another key)."""
+        return jwt.decode(
+            token,
+            self._key.public_key(),
+            algorithms=["RS256"],
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": False,
+            },  # fmt: skip
+        )
+
     def verify(self, token: str, *, audiences: list[str], tenant_id: str) -> dict[str, Any]:
         """Check signature, issuer, audience and lifetime; raise InvalidToken with the reason.
 
@@ -185,17 +201,7 @@ class TokenService:
         if header.get("kid") != self.kid:
             raise InvalidToken("The access token was not signed by a key this tenant publishes.")
         try:
-            claims = jwt.decode(
-                token,
-                self._key.public_key(),
-                algorithms=["RS256"],
-                options={
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                },
-            )
+            claims = self.signed_claims(token)
         except jwt.InvalidSignatureError:
             raise InvalidToken("The access token signature is invalid.") from None
         except jwt.PyJWTError:
