@@ -273,16 +273,18 @@ def roles_assigned(kit: target.Kit, credential: Any) -> Report:
 
 
 def authenticated_everywhere(kit: target.Kit, since: int) -> Report:
-    """Notebook 3: tokens for ACS were issued to each kind of caller since ``since``."""
+    """Notebook 3: tokens for ACS were issued to each kind of caller since ``since``, and the
+    developer's Azure CLI sign-in was refused one (AADSTS65002), as Entra refuses it."""
     report = Report("Who got a token for Communication Services")
     if kit.target != target.SANDBOX:
         return _needs_sandbox(report)
     log = _log(kit, since)
     acs = [e for e in log if e.get("decision") == "issued" and _is_acs(e.get("audience"))]
+    refused = [e for e in log if e.get("decision") == "denied" and _is_acs(e.get("audience"))]
     report.add(
-        bool(_find(acs, caller=_contains("developer@"))),
-        "the developer (AzureCliCredential, after az login)",
-        "Run the developer steps with DefaultAzureCredential().",
+        bool(_find(refused, caller=_contains("developer@"), reason=_contains("AADSTS65002"))),
+        "the developer's Azure CLI sign-in was refused (AADSTS65002), as Entra refuses it",
+        "Run the developer step that asks AzureCliCredential for a Communication Services token.",
     )
     report.add(
         bool(_find(acs, credential="client-secret")),

@@ -1,4 +1,5 @@
-"""A small ``az`` for the developer persona: sign in with a device code, hand out tokens.
+"""A small ``az`` for the developer persona: sign in (device code or service principal), hand
+out tokens.
 
 ``AzureCliCredential`` (and so ``DefaultAzureCredential`` on a developer's laptop) runs
 ``az account get-access-token`` and reads its JSON. The real Azure CLI is a large install and
@@ -7,7 +8,10 @@ commands, output and error wording the SDK relies on, talking to the local Entra
 refresh token kept in ``<SANDBOX_STATE_DIR>/azure-cli/`` (readable by its owner only).
 
 Standard library only, and little of it: AzureCliCredential starts a new process for every
-token it needs. Supported: ``login [--use-device-code] [--tenant T]``, ``logout``,
+token it needs. Supported: ``login [--use-device-code] [--tenant T]``,
+``login --service-principal -u APP_ID -p SECRET --tenant T`` (the real command's syntax; the
+secret is kept in the profile file, as the real CLI keeps it in service_principal_entries),
+``logout``,
 ``account show|list|clear``, ``account get-access-token [--resource R | --scope S] [--tenant T]
 [--subscription S] [--query KEY] [--output json|tsv]``, ``version``.
 """
@@ -35,8 +39,9 @@ LOGIN_TENANT = "organizations"  # as the real CLI: the account's home tenant is 
 REFRESH_MARGIN = 300  # reuse a cached access token while it has more than five minutes left
 NOT_LOGGED_IN = "Please run 'az login' to set up an account."
 FLAGS = {"--use-device-code", "--allow-no-subscriptions", "--only-show-errors", "--debug",
-         "--verbose", "--all", "--help", "-h", "--version"}  # fmt: skip
-SHORT = {"-o": "--output", "-t": "--tenant", "-s": "--subscription"}
+         "--verbose", "--all", "--help", "-h", "--version", "--service-principal"}  # fmt: skip
+SHORT = {"-o": "--output", "-t": "--tenant", "-s": "--subscription", "-u": "--username",
+         "-p": "--password"}  # fmt: skip
 
 
 class CliError(Exception):
@@ -59,7 +64,9 @@ def _load_profile(settings: Settings) -> dict[str, Any] | None:
         doc = json.loads(_profile_file(settings).read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return doc if isinstance(doc, dict) and doc.get("refresh_token") else None
+    if not isinstance(doc, dict):
+        return None
+    return doc if doc.get("refresh_token") or doc.get("service_principal") else None
 
 
 def _save_profile(settings: Settings, doc: dict[str, Any]) -> None:
@@ -151,7 +158,62 @@ def _subscriptions(
     ]
 
 
+def _client_credentials(
+    settings: Settings, base: str, tenant: str, sp: dict[str, str], scope: str
+) -> tuple[int, dict[str, Any]]:
+    return _call(
+        settings,
+        f"{base}/{urllib.parse.quote(tenant)}/oauth2/v2.0/token",
+        {
+            "grant_type": "client_credentials",
+            "client_id": sp["client_id"],
+            "client_secret": sp["secret"],
+            "scope": scope,
+        },
+    )
+
+
+def login_service_principal(settings: Settings, opts: dict[str, str]) -> int:
+    """``az login --service-principal -u APP_ID -p SECRET --tenant T``: check the secret with a
+    client-credentials request for Resource Manager, then keep it for get-access-token."""
+    app_id, secret, tenant = (opts.get(k) for k in ("--username", "--password", "--tenant"))
+    if not app_id or not secret:
+        raise CliError(
+            "usage error: --service-principal --username NAME --password SECRET --tenant TENANT"
+        )
+    if not tenant:
+        raise CliError("usage error: --tenant is required for a service principal login")
+    instance = _sandbox(settings)
+    base = instance["https_url"]
+    scope = f"{DEFAULT_RESOURCE}/.default"
+    sp = {"client_id": app_id, "secret": secret}
+    status, result = _client_credentials(settings, base, tenant, sp, scope)
+    if status != 200 or not result.get("access_token"):
+        raise CliError(_aad_error(result).splitlines()[0])
+    home = _jwt_claims(result["access_token"]).get("tid") or tenant
+    subs = _subscriptions(settings, instance, result["access_token"], home, app_id)
+    for sub in subs:
+        sub["user"] = {"name": app_id, "type": "servicePrincipal"}
+    exp = int(time.time()) + int(result.get("expires_in", 3599))
+    _save_profile(
+        settings,
+        {
+            "tenant_id": home,
+            "user": {"name": app_id, "type": "servicePrincipal"},
+            "service_principal": sp,
+            "subscriptions": subs,
+            "tokens": {
+                f"{base}|{home}|{scope}": {"accessToken": result["access_token"], "exp": exp}
+            },  # fmt: skip
+        },
+    )
+    print(json.dumps(subs, indent=2))
+    return 0
+
+
 def login(settings: Settings, opts: dict[str, str]) -> int:
+    if "--service-principal" in opts:
+        return login_service_principal(settings, opts)
     instance = _sandbox(settings)
     base = instance["https_url"]
     tenant = opts.get("--tenant") or LOGIN_TENANT
@@ -244,22 +306,27 @@ def get_access_token(settings: Settings, opts: dict[str, str]) -> dict[str, Any]
     key = f"{instance['https_url']}|{tenant}|{scope}"
     cached = profile.get("tokens", {}).get(key)
     if not cached or cached["exp"] - time.time() < REFRESH_MARGIN:
-        status, result = _call(
-            settings,
-            f"{instance['https_url']}/{urllib.parse.quote(tenant)}/oauth2/v2.0/token",
-            {
-                "grant_type": "refresh_token",
-                "client_id": AZURE_CLI_CLIENT_ID,
-                "refresh_token": profile["refresh_token"],
-                "scope": f"{scope} offline_access openid profile",
-                "client_info": "1",
-            },
-        )
-        if status != 200 or not result.get("access_token"):
-            raise CliError(
-                f"{_aad_error(result).splitlines()[0]}\n"
-                f"Interactive authentication is needed. Please run:\naz login --scope {scope}"
+        sp = profile.get("service_principal")
+        if sp:
+            status, result = _client_credentials(settings, instance["https_url"], tenant, sp, scope)
+        else:
+            status, result = _call(
+                settings,
+                f"{instance['https_url']}/{urllib.parse.quote(tenant)}/oauth2/v2.0/token",
+                {
+                    "grant_type": "refresh_token",
+                    "client_id": AZURE_CLI_CLIENT_ID,
+                    "refresh_token": profile["refresh_token"],
+                    "scope": f"{scope} offline_access openid profile",
+                    "client_info": "1",
+                },
             )
+        if status != 200 or not result.get("access_token"):
+            message = _aad_error(result).splitlines()[0]
+            if sp:
+                raise CliError(message)
+            # The real CLI's words (Azure/azure-sdk-for-net#35816 quotes them for AADSTS65002).
+            raise CliError(f"{message}\nTo re-authenticate, please run:\naz login --scope {scope}")
         cached = {
             "accessToken": result["access_token"],
             "exp": int(time.time()) + int(result.get("expires_in", 3599)),
@@ -320,6 +387,7 @@ def _emit(result: Any, opts: dict[str, str]) -> None:
 USAGE = (
     "This az is the ACS tutorial sandbox's stand-in for the Azure CLI. It supports:\n"
     "  az login [--use-device-code] [--tenant T]\n"
+    "  az login --service-principal -u APP_ID -p SECRET --tenant T\n"
     "  az logout\n"
     "  az account show | list | clear\n"
     "  az account get-access-token [--resource R | --scope S] [--tenant T] [--query KEY] [-o tsv]"

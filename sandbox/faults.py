@@ -14,6 +14,10 @@ Known names and their parameters:
     role_propagation  {"seconds": s}                        new role assignments wait s to apply
     unlimited         {}                                    ACS rate limits are not enforced
                                                             (load tests and benchmarks)
+    cli_preauthorized {}                                    Entra gives Microsoft's public
+                                                            clients (Azure CLI, PowerShell, VS
+                                                            Code) Communication Services tokens
+                                                            (lifts AADSTS65002; sandbox/entra)
 
 ``validate`` checks a name and its parameters before they are set from the control API or CLI.
 """
@@ -33,6 +37,7 @@ KNOWN: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "clock_skew": {"seconds": ((int, float), True)},
     "role_propagation": {"seconds": ((int, float), True)},
     "unlimited": {},
+    "cli_preauthorized": {},
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
     "throttle": {"count": 1, "retry_after": 1},

@@ -19,10 +19,25 @@ from urllib.parse import urlencode
 import jwt
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity import DefaultAzureCredential, DeviceCodeCredential
+from azure.identity import (
+    AzureCliCredential,
+    DefaultAzureCredential,
+    DeviceCodeCredential,
+    ManagedIdentityCredential,
+)
+from azure.identity._exceptions import CredentialUnavailableError
 
 from sandbox import world
-from tests.test_entra import ACS_SCOPE, CLI, TENANT, make_verifier, poll, start_device_code
+from tests.test_entra import (
+    ACS_SCOPE,
+    ARM_SCOPE,
+    CLI,
+    SP,
+    TENANT,
+    make_verifier,
+    poll,
+    start_device_code,
+)
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 CODE_IN_MESSAGE = re.compile(r"enter the code (\w+) to authenticate")
@@ -65,19 +80,23 @@ def test_device_code_credential_completes_after_approval(sandbox, fresh, persona
         disable_instance_discovery=True,
         prompt_callback=approve,
     )
-    token = cred.get_token(ACS_SCOPE)
+    token = cred.get_token(ARM_SCOPE)
     assert prompts and prompts[0][0] == f"{sandbox['https_url']}/devicelogin"
-    claims = verify(token.token, "https://communication.azure.com/")
-    assert (claims["idtyp"], claims["oid"]) == ("user", world.DEVELOPER_OID)
+    claims = verify(token.token, "https://management.azure.com")
+    assert claims["oid"] == world.DEVELOPER_OID and "idtyp" not in claims  # a user token
     assert claims["upn"] == world.DEVELOPER_UPN
 
     # Another resource comes from MSAL's cache by refresh token: no second prompt.
     before = fresh.last_log_id()
-    other = cred.get_token("https://management.azure.com/.default")
+    other = cred.get_token("https://graph.microsoft.com/.default")
     assert len(prompts) == 1
-    assert claims_of(other.token)["aud"] == "https://management.azure.com"
+    assert claims_of(other.token)["aud"] == "https://graph.microsoft.com"
     grants = [e for e in fresh.log_after(before) if e["path"].endswith("/token")]
     assert [(e["credential"], e["decision"]) for e in grants] == [("refresh-token", "issued")]
+
+    # Communication Services: Entra refuses the developer client (AADSTS65002), as on Azure.
+    with pytest.raises(ClientAuthenticationError, match="AADSTS65002"):
+        cred.get_token(ACS_SCOPE)
 
 
 # -- the device-code page ----------------------------------------------------------------------
@@ -211,9 +230,9 @@ def test_default_credential_before_and_after_az_login(sandbox, developer, contro
 
     before = control.last_log_id()
     cred = DefaultAzureCredential()
-    token = cred.get_token("https://communication.azure.com/.default")
-    claims = verify(token.token, "https://communication.azure.com")
-    assert (claims["idtyp"], claims["oid"]) == ("user", world.DEVELOPER_OID)
+    token = cred.get_token(ARM_SCOPE)
+    claims = verify(token.token, "https://management.azure.com")
+    assert claims["oid"] == world.DEVELOPER_OID and "idtyp" not in claims
     assert type(cred._successful_credential).__name__ == "AzureCliCredential"
     assert token.expires_on == claims["exp"]
 
@@ -229,6 +248,72 @@ def test_default_credential_before_and_after_az_login(sandbox, developer, contro
     assert [(g["credential"], g["decision"], g["caller"]) for g in grants] == [
         ("refresh-token", "issued", world.DEVELOPER_UPN)
     ]
+
+    # The Azure CLI cannot get a Communication Services token (Azure/azure-sdk-for-net#35816):
+    # AzureCliCredential is unavailable in the chain with Entra's AADSTS65002, and the chain
+    # ends in ClientAuthenticationError.
+    with pytest.raises(ClientAuthenticationError) as refused:
+        DefaultAzureCredential().get_token(ACS_SCOPE)
+    assert "AzureCliCredential: ERROR: AADSTS65002: Consent between first party application" in (
+        str(refused.value)
+    )
+    assert "To re-authenticate, please run:" in str(refused.value)
+    with pytest.raises(ClientAuthenticationError, match="AADSTS65002"):
+        AzureCliCredential().get_token(ACS_SCOPE)
+    control("POST", "/_sandbox/faults/cli_preauthorized", {})  # the documented world switch
+    try:
+        lifted = AzureCliCredential().get_token(ACS_SCOPE)
+        assert verify(lifted.token, "https://communication.azure.com/")["appid"] == CLI
+    finally:
+        control("DELETE", "/_sandbox/faults/cli_preauthorized")
+
+
+def test_laptop_has_no_identity_endpoint_and_the_sdk_says_so_at_once(developer):
+    """A real laptop: "no response from the IMDS endpoint", and the chain moves on at once."""
+    started = time.monotonic()
+    with pytest.raises(CredentialUnavailableError) as unavailable:
+        ManagedIdentityCredential().get_token(ARM_SCOPE)
+    assert str(unavailable.value).rstrip() == (
+        "ManagedIdentityCredential authentication unavailable, no response from the IMDS endpoint."
+    )
+    with pytest.raises(ClientAuthenticationError) as chain:
+        DefaultAzureCredential(exclude_cli_credential=True).get_token(ARM_SCOPE)
+    lines = [line.strip() for line in str(chain.value).splitlines()]
+    assert (
+        "ManagedIdentityCredential: ManagedIdentityCredential authentication unavailable, no "
+        "response from the IMDS endpoint."
+    ) in lines
+    assert time.monotonic() - started < 2  # a refused connection would cost ~5 s of retries
+
+
+def test_az_login_service_principal_gives_acs_tokens(sandbox, developer, control, verify):
+    secret = control("GET", "/_sandbox/personas/service-principal")["set"]["AZURE_CLIENT_SECRET"]
+    wrong = az("login", "--service-principal", "-u", SP, "-p", "wrong", "--tenant", TENANT)
+    assert wrong.returncode == 1 and "AADSTS7000215: Invalid client secret provided" in wrong.stderr
+    assert "wrong" not in wrong.stdout
+    missing = az("login", "--service-principal", "-u", SP, "-p", secret)
+    assert missing.returncode == 1 and "--tenant" in missing.stderr
+
+    done = az("login", "--service-principal", "--username", SP, "--password", secret,
+              "--tenant", TENANT, check=True)  # fmt: skip
+    subscriptions = json.loads(done.stdout)
+    assert subscriptions[0]["user"] == {"name": SP, "type": "servicePrincipal"}
+    assert secret not in done.stdout + done.stderr
+    shown = json.loads(az("account", "show", check=True).stdout)
+    assert shown["user"] == {"name": SP, "type": "servicePrincipal"}
+
+    before = control.last_log_id()
+    cred = DefaultAzureCredential()  # the laptop's chain reaches AzureCliCredential: the SP
+    claims = verify(cred.get_token(ACS_SCOPE).token, "https://communication.azure.com/")
+    assert type(cred._successful_credential).__name__ == "AzureCliCredential"
+    assert (claims["oid"], claims["appid"], claims["idtyp"]) == (world.SP_OID, SP, "app")
+    grants = [e for e in control.log_after(before) if e["path"] == f"/{TENANT}/oauth2/v2.0/token"]
+    assert [(g["credential"], g["decision"], g["caller"]) for g in grants] == [
+        ("client-secret", "issued", world.SP_NAME)
+    ]
+    assert secret not in json.dumps(control.log_after(before))
+    assert az("logout").returncode == 0
+    assert az("account", "get-access-token").returncode == 1
 
 
 def test_az_account_commands_and_logout(sandbox, developer, control):

@@ -4,6 +4,7 @@ the device-code and refresh-token protocol, and error answers shaped exactly lik
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import ssl
 import time
@@ -29,6 +30,8 @@ TENANT = world.TENANT_ID
 SP = world.SP_CLIENT_ID
 CLI = world.AZURE_CLI_CLIENT_ID
 ACS_SCOPE = "https://communication.azure.com//.default"  # what the ACS SDKs ask for
+ARM_SCOPE = "https://management.azure.com/.default"
+V1_ISSUER = f"https://sts.windows.net/{TENANT}/"  # what Entra writes in ARM and ACS tokens
 GRANT_DC = "urn:ietf:params:oauth:grant-type:device_code"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -59,7 +62,7 @@ def make_verifier(sandbox):
             key.key,
             algorithms=["RS256"],
             audience=audience,
-            issuer=f"{sandbox['https_url']}/{TENANT}/v2.0",
+            issuer=V1_ISSUER,
         )
 
     return check
@@ -117,11 +120,22 @@ def test_openid_configuration_for_id_domain_and_aliases(sandbox):
     assert status == 200
     assert v1["token_endpoint"] == f"{base}/{TENANT}/oauth2/token"
     assert v1["jwks_uri"] == f"{base}/{TENANT}/discovery/keys"
+    assert v1["issuer"] == V1_ISSUER  # the issuer of the access tokens ARM and ACS accept
+    status, v1_alias = https_json(sandbox, "GET", "/common/.well-known/openid-configuration")
+    assert v1_alias["issuer"] == "https://sts.windows.net/{tenantid}/"
 
     status, jwks = https_json(sandbox, "GET", f"/{TENANT}/discovery/v2.0/keys")
     assert status == 200
-    assert [k["kty"] for k in jwks["keys"]] == ["RSA"] and jwks["keys"][0]["kid"]
-    assert https_json(sandbox, "GET", f"/{TENANT}/discovery/keys") == (200, jwks)
+    (key,) = jwks["keys"]
+    # As Entra publishes them: x5t equal to kid (the certificate's thumbprint), the certificate
+    # in x5c, the issuer on v2.0 keys, no alg.
+    assert sorted(key) == ["e", "issuer", "kid", "kty", "n", "use", "x5c", "x5t"]
+    assert key["x5t"] == key["kid"] and key["issuer"] == f"{base}/{TENANT}/v2.0"
+    thumbprint = hashlib.sha1(base64.b64decode(key["x5c"][0])).digest()
+    assert base64.urlsafe_b64encode(thumbprint).rstrip(b"=").decode() == key["x5t"]
+    status, v1_keys = https_json(sandbox, "GET", f"/{TENANT}/discovery/keys")
+    assert status == 200
+    assert v1_keys == {"keys": [{k: v for k, v in key.items() if k != "issuer"}]}
 
 
 @pytest.mark.parametrize(
@@ -172,10 +186,15 @@ def test_client_secret_credential_gets_a_verifiable_app_token(
     assert claims["oid"] == world.SP_OID
     assert claims["appid"] == SP
     assert claims["idtyp"] == "app"
-    assert claims["azpacr"] == "1"
     assert claims["nbf"] <= time.time() + 5 and claims["iat"] <= time.time() + 5
-    assert claims["exp"] - claims["iat"] >= 3600
+    assert 3600 <= claims["exp"] - claims["iat"] <= 5400  # Entra: 60-90 minutes
     assert abs(token.expires_on - claims["exp"]) <= 2
+    # A v1.0 token, as Entra issues for first-party resources: appid/appidacr, never azp/azpacr.
+    assert (claims["ver"], claims["appidacr"], claims["idp"]) == ("1.0", "1", V1_ISSUER)
+    assert claims["sub"] == claims["oid"]  # app-only: the subject is the service principal
+    assert not {"azp", "azpacr"} & set(claims)
+    header = jwt.get_unverified_header(token.token)
+    assert header == {"typ": "JWT", "alg": "RS256", "x5t": header["kid"], "kid": header["kid"]}
 
     entry = last_token_entry(control, before)
     assert entry["status"] == 200
@@ -390,7 +409,7 @@ def test_workload_identity_credential(sandbox, control, persona, federated_token
         authority=sandbox["https_url"],
     )
     claims = verify(cred.get_token(ACS_SCOPE).token, "https://communication.azure.com/")
-    assert (claims["oid"], claims["idtyp"], claims["azpacr"]) == (world.SP_OID, "app", "2")
+    assert (claims["oid"], claims["idtyp"], claims["appidacr"]) == (world.SP_OID, "app", "2")
     entry = last_token_entry(control, before)
     assert (entry["credential"], entry["decision"]) == ("client-assertion", "issued")
 
@@ -492,7 +511,7 @@ def test_federated_token_control_route(sandbox, control):
 # -- users: device code and refresh tokens (protocol level) --------------------------------------
 
 
-def start_device_code(sandbox, scope=f"{ACS_SCOPE} offline_access openid profile", tenant=TENANT):
+def start_device_code(sandbox, scope=f"{ARM_SCOPE} offline_access openid profile", tenant=TENANT):
     status, flow = post_form(
         sandbox, f"/{tenant}/oauth2/v2.0/devicecode", client_id=CLI, scope=scope
     )
@@ -534,10 +553,16 @@ def test_device_code_flow_pending_approved_redeemed(sandbox, fresh, verify):
 
     status, body = poll(sandbox, flow, "organizations")
     assert status == 200
-    claims = verify(body["access_token"], "https://communication.azure.com/")
-    assert claims["idtyp"] == "user" and claims["oid"] == world.DEVELOPER_OID
+    claims = verify(body["access_token"], "https://management.azure.com")
+    assert claims["oid"] == world.DEVELOPER_OID
     assert claims["upn"] == world.DEVELOPER_UPN and claims["scp"] == "user_impersonation"
-    assert claims["appid"] == CLI and claims["exp"] - claims["iat"] >= 3600
+    assert claims["appid"] == CLI and 3600 <= claims["exp"] - claims["iat"] <= 5400
+    # A user token as Entra shapes one: no idtyp (only app-only tokens carry it), a pairwise
+    # sub that is not the oid, a public client's appidacr 0, and the v1.0 claims.
+    assert "idtyp" not in claims and claims["sub"] != claims["oid"]
+    assert (claims["ver"], claims["appidacr"], claims["acr"]) == ("1.0", "0", "1")
+    assert claims["amr"] == ["pwd"] and claims["wids"] and claims["ipaddr"] == "127.0.0.1"
+    assert not {"azp", "azpacr"} & set(claims)
     id_claims = jwt.decode(body["id_token"], options={"verify_signature": False})
     assert id_claims["aud"] == CLI
     assert id_claims["oid"] == world.DEVELOPER_OID and id_claims["tid"] == TENANT
@@ -546,7 +571,7 @@ def test_device_code_flow_pending_approved_redeemed(sandbox, fresh, verify):
     info = json.loads(base64.urlsafe_b64decode(body["client_info"] + "=="))
     assert info == {"uid": world.DEVELOPER_OID, "utid": TENANT}
     assert body["refresh_token"] and body["token_type"] == "Bearer"
-    assert "https://communication.azure.com//.default" in body["scope"].split()
+    assert ARM_SCOPE in body["scope"].split()
     entry = last_token_entry(fresh, before)
     assert (entry["decision"], entry["caller"]) == ("issued", world.DEVELOPER_UPN)
 
@@ -614,26 +639,26 @@ def test_refresh_token_gets_other_resources_and_dies_on_reset(sandbox, fresh, sp
     status, body = refresh(sandbox, first["refresh_token"], "https://management.azure.com/.default")
     assert status == 200
     claims = verify(body["access_token"], "https://management.azure.com")
-    assert claims["oid"] == world.DEVELOPER_OID and claims["idtyp"] == "user"
+    assert claims["oid"] == world.DEVELOPER_OID and "idtyp" not in claims
     assert body["refresh_token"] != first["refresh_token"] and body["client_info"]
     entry = last_token_entry(fresh, before)
     assert (entry["credential"], entry["decision"]) == ("refresh-token", "issued")
     assert first["refresh_token"] not in json.dumps(fresh.log_after(before))
 
-    status, again = refresh(sandbox, first["refresh_token"], ACS_SCOPE)
+    status, again = refresh(sandbox, first["refresh_token"], ARM_SCOPE)
     assert status == 200  # as in Entra, an earlier refresh token stays usable
 
-    status, body = refresh(sandbox, "0.Anot-a-real-token", ACS_SCOPE)
+    status, body = refresh(sandbox, "0.Anot-a-real-token", ARM_SCOPE)
     assert status == 400
     assert_entra_error(body, 70000, "invalid_grant")
-    status, body = refresh(sandbox, first["refresh_token"], ACS_SCOPE, client_id=SP,
+    status, body = refresh(sandbox, first["refresh_token"], ARM_SCOPE, client_id=SP,
                            client_secret=sp_secret)  # fmt: skip
     assert status == 400 and body["error_codes"] == [70000]  # issued to another client
     status, body = refresh(sandbox, first["refresh_token"], "https://nope.test/.default")
     assert status == 400 and body["error_codes"] == [500011]
 
     fresh.reset()
-    status, body = refresh(sandbox, again["refresh_token"], ACS_SCOPE)
+    status, body = refresh(sandbox, again["refresh_token"], ARM_SCOPE)
     assert status == 400 and body["error"] == "invalid_grant"
 
 
@@ -678,7 +703,7 @@ def test_model_refresh_tokens_rotate_and_expire(model):
     from sandbox import clock
     from sandbox.entra.models import REFRESH_TOKENS_KEPT, EntraError
 
-    scope = f"{ACS_SCOPE} offline_access openid"
+    scope = f"{ARM_SCOPE} offline_access openid"
     flow = model.start_device_flow(TENANT, {"client_id": CLI, "scope": scope}, {})
     developer = model.store.get("principal", world.DEVELOPER_OID)
     model.decide_device_code(flow["user_code"], developer, approve=True)
@@ -701,3 +726,122 @@ def test_model_refresh_tokens_rotate_and_expire(model):
     with pytest.raises(EntraError) as expired:
         model.token(TENANT, latest, {})
     assert expired.value.code == 700082
+
+
+# -- fidelity: what Entra sends, and what it refuses (sandbox/FIDELITY.md, Entra section) --------
+
+
+def raw_post(sandbox, path: str, **fields: str):
+    """(status, headers, body) of a form POST: the headers matter here."""
+    ctx = ssl.create_default_context(cafile=sandbox["ca_file"])
+    req = urllib.request.Request(sandbox["https_url"] + path, data=urlencode(fields).encode(),
+                                 headers=FORM, method="POST")  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+def test_client_credentials_answer_has_entra_fields_and_request_id(sandbox, sp_secret):
+    status, headers, body = raw_post(
+        sandbox, token_path(), grant_type="client_credentials", client_id=SP,
+        client_secret=sp_secret, scope=ACS_SCOPE,
+    )  # fmt: skip
+    assert status == 200
+    # Entra's client-credentials answer has no "scope" (fidelity review, Low 6).
+    assert sorted(body) == ["access_token", "expires_in", "ext_expires_in", "token_type"]
+    assert isinstance(body["expires_in"], int) and 3600 <= body["expires_in"] <= 5400
+    uuid.UUID(headers["x-ms-request-id"])
+
+
+def test_v1_device_code_answer_has_v1_field_names_and_strings(sandbox):
+    status, body = post_form(
+        sandbox, f"/{TENANT}/oauth2/devicecode", client_id=CLI,
+        resource="https://management.core.windows.net/",
+    )  # fmt: skip
+    assert status == 200
+    assert body["verification_url"] == f"{sandbox['https_url']}/devicelogin"
+    assert "verification_uri" not in body
+    assert (body["expires_in"], body["interval"]) == ("900", "1")
+
+
+PUBLIC_FIRST_PARTY = [
+    ("04b07795-8ddb-461a-bbee-02f9e1bf7b46", "Azure CLI and azure-identity's developer sign-in"),
+    ("1950a258-227b-4e31-a9cf-717495945fc2", "Azure PowerShell"),
+    ("aebc6443-996d-45c2-90f0-388ff96faa56", "azure-identity's VS Code credential"),
+]
+
+
+@pytest.mark.parametrize("client_id", [c for c, _ in PUBLIC_FIRST_PARTY])
+def test_microsoft_public_clients_get_no_acs_token_aadsts65002(sandbox, fresh, client_id):
+    """Azure/azure-cli#23485: Entra refuses the CLI's client for the ACS resource with
+    invalid_request AADSTS65002; Resource Manager tokens for the same sign-in are unaffected."""
+    scope = f"{ARM_SCOPE} offline_access openid profile"
+    status, flow = post_form(sandbox, f"/{TENANT}/oauth2/v2.0/devicecode", client_id=client_id,
+                             scope=scope)  # fmt: skip
+    assert status == 200
+    fresh("POST", f"/_sandbox/device-codes/{flow['user_code']}/approve")
+    status, body = post_form(sandbox, token_path(), grant_type=GRANT_DC, client_id=client_id,
+                             device_code=flow["device_code"])  # fmt: skip
+    assert status == 200  # Resource Manager: a token
+    before = fresh.last_log_id()
+    status, refused = refresh(sandbox, body["refresh_token"], ACS_SCOPE, client_id=client_id)
+    assert status == 400
+    assert_entra_error(refused, 65002, "invalid_request")
+    assert refused["error_description"].startswith(
+        f"AADSTS65002: Consent between first party application '{client_id}' and first party "
+        "resource '632ec9eb-fad7-4cbd-993a-e72973ba2acc' must be configured via "
+        "preauthorization - applications owned and operated by Microsoft must get approval "
+        "from the API owner before requesting tokens for that API.\r\n"
+    )
+    entry = last_token_entry(fresh, before)
+    assert entry["decision"] == "denied" and entry["reason"].startswith("AADSTS65002")
+
+    fresh("POST", "/_sandbox/faults/cli_preauthorized", {})  # the day Microsoft allows it
+    status, body = refresh(sandbox, body["refresh_token"], ACS_SCOPE, client_id=client_id)
+    assert status == 200 and body["access_token"]
+
+
+def test_service_principal_still_gets_acs_tokens(sandbox, sp_secret, verify):
+    status, body = post_form(sandbox, token_path(), grant_type="client_credentials",
+                             client_id=SP, client_secret=sp_secret, scope=ACS_SCOPE)  # fmt: skip
+    assert status == 200
+    assert verify(body["access_token"], "https://communication.azure.com/")["appid"] == SP
+
+
+def _arm_get(sandbox, token: str) -> int:
+    ctx = ssl.create_default_context(cafile=sandbox["ca_file"])
+    req = urllib.request.Request(
+        f"{sandbox['https_url']}/subscriptions?api-version=2022-12-01",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_clock_skew_fault_judges_fresh_tokens_on_the_skewed_clock(
+    sandbox, fresh, persona, sp_secret
+):
+    """Security review D4: tokens are stamped with the sandbox's clock, so they must be judged
+    on it; a token from the future is reported as not yet valid, not as a bad signature."""
+    persona("service-principal")
+
+    def fresh_token() -> str:
+        return _secret_credential(sandbox, secret=sp_secret).get_token(ARM_SCOPE).token
+
+    try:
+        fresh("POST", "/_sandbox/faults/clock_skew", {"seconds": 60})
+        assert _arm_get(sandbox, fresh_token()) == 200
+        fresh("POST", "/_sandbox/faults/clock_skew", {"seconds": 3600})
+        ahead = fresh_token()
+        assert _arm_get(sandbox, ahead) == 200
+    finally:
+        fresh("DELETE", "/_sandbox/faults/clock_skew")
+    before = fresh.last_log_id()
+    assert _arm_get(sandbox, ahead) == 401  # issued an hour "later" than now
+    (entry,) = [e for e in fresh.log_after(before) if e["path"].startswith("/subscriptions")]
+    assert "not yet valid" in entry["reason"] and "signature" not in entry["reason"]

@@ -32,7 +32,7 @@ def test_device_code_sign_in_then_the_cli_credential_works(kit, shown):
     assert repr(shown[-1]) == (
         f"✓ Signed in as {DEVELOPER} (subscription 'ACS tutorial subscription')."
     )
-    token = AzureCliCredential().get_token("https://communication.azure.com/.default")
+    token = AzureCliCredential().get_token("https://management.azure.com/.default")
     assert helpers.token_claims(token.token)["upn"] == DEVELOPER
 
 

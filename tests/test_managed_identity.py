@@ -30,6 +30,11 @@ ACS_SCOPE = "https://communication.azure.com//.default"
 ACS_RESOURCE = "https://communication.azure.com/"
 
 
+def azure_mirid(resource_id: str) -> str:
+    """``xms_mirid`` as Azure writes it: ``resourcegroups`` in lower case (every real sample)."""
+    return resource_id.replace("/resourceGroups/", "/resourcegroups/")
+
+
 def claims_of(doc: dict[str, Any], token: str) -> dict[str, Any]:
     """Claims of a token whose signature, issuer and audience check out against the JWKS."""
     return make_verifier(doc)(token, ACS_RESOURCE)
@@ -80,12 +85,15 @@ def test_system_assigned_sync_and_async(
     persona(persona_name)
     before = time.time()
     token = ManagedIdentityCredential().get_token(ACS_SCOPE)
-    assert token.expires_on - before >= 3600
+    assert 86000 <= token.expires_on - before <= 86400  # about 24 hours, as Azure's
     claims = claims_of(sandbox, token.token)
-    assert claims["oid"] == host.identity.principal_id
+    assert claims["oid"] == host.identity.principal_id == claims["sub"]
     assert claims["tid"] == world.TENANT_ID
-    assert claims["idtyp"] == "app"
-    assert claims["xms_mirid"] == host_id
+    # A v1.0 managed-identity token as Entra issues one (2025 IMDS capture).
+    assert (claims["idtyp"], claims["appidacr"], claims["ver"]) == ("app", "2", "1.0")
+    assert claims["idp"] == claims["iss"] == f"https://sts.windows.net/{world.TENANT_ID}/"
+    assert claims["exp"] - claims["iat"] == 86399 + 300  # iat backdated five minutes
+    assert claims["xms_mirid"] == azure_mirid(host_id) and "/resourcegroups/" in host_id.lower()
     assert claims["aud"] == ACS_RESOURCE
     assert claims_of(sandbox, async_token())["oid"] == host.identity.principal_id
 
@@ -101,9 +109,13 @@ def test_response_shape_and_audit(sandbox, fresh, control, sp_credential):
         {"Metadata": "true"},
     )
     assert status == 200
+    # IMDS's fields, all strings, and no refresh_token (2025 IMDS capture).
+    assert sorted(body) == ["access_token", "client_id", "expires_in", "expires_on",
+                            "ext_expires_in", "not_before", "resource", "token_type"]  # fmt: skip
+    assert all(isinstance(v, str) for v in body.values())
     for field in ("expires_in", "expires_on", "not_before"):
-        assert isinstance(body[field], str) and body[field].isdigit()
-    assert int(body["expires_in"]) >= 3600
+        assert body[field].isdigit()
+    assert 86000 <= int(body["expires_in"]) <= 86399
     assert (body["resource"], body["token_type"]) == (ACS_RESOURCE, "Bearer")
     assert body["client_id"] == claims_of(sandbox, body["access_token"])["appid"]
     [entry] = [e for e in control.log_after(before) if e["listener"] == "mi"]
@@ -145,7 +157,7 @@ def test_user_assigned_on_imds(sandbox, fresh, persona, sp_credential):
     by_object = ManagedIdentityCredential(identity_config={"object_id": one.principal_id})
     by_resource = ManagedIdentityCredential(identity_config={"resource_id": two.id})
     assert claims_of(sandbox, by_client)["oid"] == two.principal_id
-    assert claims_of(sandbox, by_client)["xms_mirid"] == two.id
+    assert claims_of(sandbox, by_client)["xms_mirid"] == azure_mirid(two.id)
     assert claims_of(sandbox, by_object.get_token(ACS_SCOPE).token)["oid"] == one.principal_id
     assert claims_of(sandbox, by_resource.get_token(ACS_SCOPE).token)["oid"] == two.principal_id
     assert claims_of(sandbox, async_token(client_id=one.client_id))["oid"] == one.principal_id
@@ -193,7 +205,9 @@ def test_no_identity_is_unavailable(sandbox, fresh, persona, sp_credential):
         ManagedIdentityCredential(client_id=uai.client_id).get_token(ACS_SCOPE)
 
     persona("func-tutorial")
-    with pytest.raises(CredentialUnavailableError, match="Identity not found"):
+    with pytest.raises(
+        CredentialUnavailableError, match="Unable to load the proper Managed Identity"
+    ):
         ManagedIdentityCredential().get_token(ACS_SCOPE)
     # The async App Service client turns any 400 into ClientAuthenticationError (SDK behaviour).
     with pytest.raises(ClientAuthenticationError):
@@ -269,8 +283,8 @@ def test_imds_protocol_errors(sandbox, fresh, sp_credential):
     assert body["error_description"].startswith("AADSTS500011")
     status, body = mi_get(sandbox, IMDS_PATH.format("func-tutorial", ACS_RESOURCE), meta)
     assert status == 400 and "no IMDS endpoint" in body["error_description"]
-    status, body = mi_get(sandbox, IMDS_PATH.format("developer-laptop", ACS_RESOURCE), meta)
-    assert (status, body["error_description"]) == (400, "Identity not found")
+    # The laptop has no identity endpoint: an empty answer the SDK reads as "no response".
+    assert mi_get(sandbox, IMDS_PATH.format("developer-laptop", ACS_RESOURCE), meta) == (400, {})
     # The JavaScript SDKs' probe drops the host path; it must get a quick answer.
     status, body = mi_get(sandbox, "/metadata/identity/oauth2/token?api-version=2018-02-01")
     assert status == 400 and body["error"] == "invalid_request"
@@ -326,3 +340,81 @@ def test_slow_endpoint_answers_late(sandbox, fresh, control, persona, sp_credent
         assert time.monotonic() - started >= 0.6
     finally:
         control("DELETE", "/_sandbox/faults")
+
+
+# -- fidelity: what Azure's endpoints answer (sandbox/FIDELITY.md, managed-identity section) ----
+
+
+def test_app_service_answer_has_the_2019_08_01_fields(sandbox, fresh, control, sp_credential):
+    set_identity(sandbox, sp_credential, FUNC_ID, {"type": "SystemAssigned"})
+    header = control("GET", "/_sandbox/personas/func-tutorial")["set"]["IDENTITY_HEADER"]
+    status, body = mi_get(
+        sandbox, MSI_PATH.format("func-tutorial", ACS_RESOURCE), {"X-IDENTITY-HEADER": header}
+    )
+    assert status == 200
+    # App Service 2019-08-01: no expires_in, no refresh_token (docs example).
+    assert sorted(body) == ["access_token", "client_id", "expires_on", "resource", "token_type"]
+    assert 86000 <= int(body["expires_on"]) - time.time() <= 86400
+
+
+def test_app_service_uses_only_the_system_assigned_identity_without_a_selector(
+    sandbox, fresh, control, persona, sp_credential
+):
+    """App Service docs: without client_id/principal_id/mi_res_id "the token service will attempt
+    to obtain a token for a system-assigned identity"; with none, 400 "Unable to load the proper
+    Managed Identity." (IMDS, by contrast, defaults to a lone user-assigned identity)."""
+    uai = new_uai(sandbox, sp_credential, "uai-only")
+    set_identity(sandbox, sp_credential, FUNC_ID,
+                 {"type": "UserAssigned", "userAssignedIdentities": {uai.id: {}}})  # fmt: skip
+    header = control("GET", "/_sandbox/personas/func-tutorial")["set"]["IDENTITY_HEADER"]
+    for query in ("", f"&client_id={world.SP_CLIENT_ID}"):
+        status, body = mi_get(sandbox, MSI_PATH.format("func-tutorial", ACS_RESOURCE) + query,
+                              {"X-IDENTITY-HEADER": header})  # fmt: skip
+        assert status == 400
+        assert sorted(body) == ["correlationId", "message", "statusCode"]
+        assert (body["statusCode"], body["message"]) == (
+            400,
+            "Unable to load the proper Managed Identity.",
+        )
+    persona("func-tutorial")
+    with pytest.raises(CredentialUnavailableError, match="Unable to load the proper Managed"):
+        ManagedIdentityCredential().get_token(ACS_SCOPE)
+    named = ManagedIdentityCredential(client_id=uai.client_id).get_token(ACS_SCOPE)
+    assert claims_of(sandbox, named.token)["oid"] == uai.principal_id
+
+
+def test_imds_msi_res_id_names_a_user_assigned_identity_not_the_vm(
+    sandbox, fresh, persona, sp_credential
+):
+    """Security review D15: msi_res_id is IMDS's user-assigned selector; the VM's own id is not
+    a user-assigned identity, so it does not return the system-assigned token."""
+    set_identity(sandbox, sp_credential, VM_ID, {"type": "SystemAssigned"})
+    meta = {"Metadata": "true"}
+    status, body = mi_get(sandbox, IMDS_PATH.format("vm-tutorial", ACS_RESOURCE)
+                          + f"&msi_res_id={VM_ID}", meta)  # fmt: skip
+    assert (status, body) == (
+        400,
+        {"error": "invalid_request", "error_description": "Identity not found"},
+    )
+    persona("vm-tutorial")
+    with pytest.raises(CredentialUnavailableError, match="Identity not found"):
+        ManagedIdentityCredential(identity_config={"resource_id": VM_ID}).get_token(ACS_SCOPE)
+
+
+def test_the_endpoint_renews_its_cached_token_only_near_expiry(sandbox, fresh, sp_credential):
+    set_identity(sandbox, sp_credential, VM_ID, {"type": "SystemAssigned"})
+    meta = {"Metadata": "true"}
+    path = IMDS_PATH.format("vm-tutorial", ACS_RESOURCE)
+    first = mi_get(sandbox, path, meta)[1]
+    left = int(first["expires_on"]) - int(time.time())
+    try:
+        fresh("POST", "/_sandbox/faults/clock_skew", {"seconds": left - 900})  # 15 min left
+        later = mi_get(sandbox, path, meta)[1]
+        assert later["access_token"] == first["access_token"]
+        assert 800 <= int(later["expires_in"]) <= 900  # counts down, as IMDS's does
+        fresh("POST", "/_sandbox/faults/clock_skew", {"seconds": left - 300})  # 5 min left
+        renewed = mi_get(sandbox, path, meta)[1]
+        assert renewed["access_token"] != first["access_token"]
+        assert int(renewed["expires_in"]) >= 86000
+    finally:
+        fresh("DELETE", "/_sandbox/faults/clock_skew")

@@ -70,6 +70,8 @@ def test_chain_explorer_explains_why_earlier_credentials_did_not_answer(kit):
     sign_in(kit)
     explorer = widgets.credential_chain_explorer()
     explorer.persona.value = "developer"
+    # Resource Manager: Entra refuses the Azure CLI a Communication Services token (AADSTS65002).
+    explorer.scope.value = "https://management.azure.com/.default"
     outcome = explorer.explore()
     assert outcome["answered"] == "AzureCliCredential"
     rows = {name: (result, reason) for name, result, reason in outcome["chain"]}

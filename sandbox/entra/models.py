@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 import jwt
 
 from sandbox import clock, world
-from sandbox.entra.tokens import CLOCK_SKEW_LEEWAY, TokenService, normalize_resource
+from sandbox.entra.tokens import (
+    CLOCK_SKEW_LEEWAY,
+    DEFAULT_USER_ROLE,
+    TokenService,
+    normalize_resource,
+    pairwise_subject,
+)
 from sandbox.store import Store
 
 DEVICE_CODE_LIFETIME = 900  # what Entra ID gives a device code
@@ -54,6 +60,33 @@ KNOWN_RESOURCES = {
     "https://graph.microsoft.com": "graph",
 }
 GRAPH = "https://graph.microsoft.com"
+COMMUNICATION = "https://communication.azure.com"
+ACS_RESOURCE_APP_ID = "632ec9eb-fad7-4cbd-993a-e72973ba2acc"  # the ACS data plane's first-party app
+
+# Microsoft's own public clients that developer tools sign in with (azure-identity's
+# _constants.py: the CLI id is also its DEVELOPER_SIGN_ON_CLIENT_ID, used by the interactive and
+# device-code credentials; azure-identity's VS Code credential; Azure PowerShell). Every tenant
+# knows them. Entra refuses them tokens for Communication Services with AADSTS65002 because ACS
+# never preauthorized them (Azure/azure-cli#23485, #26271; Azure/azure-sdk-for-net#35816).
+FIRST_PARTY_PUBLIC_CLIENTS = {
+    "04b07795-8ddb-461a-bbee-02f9e1bf7b46": "Microsoft Azure CLI",
+    "1950a258-227b-4e31-a9cf-717495945fc2": "Microsoft Azure PowerShell",
+    "aebc6443-996d-45c2-90f0-388ff96faa56": "Visual Studio Code",
+    "872cd9fa-d31f-45e0-9eab-6e460a02d1f1": "Visual Studio",
+}
+# The fault that lifts the refusal, for the day Microsoft preauthorizes these clients for ACS.
+PREAUTHORIZED_FAULT = "cli_preauthorized"
+
+
+# What the OpenID documents list (panva/wellknown issuers/entra-common for v2.0).
+CLAIMS_SUPPORTED_V2 = ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+                       "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time",
+                       "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash",
+                       "c_hash", "email"]  # fmt: skip
+CLAIMS_SUPPORTED_V1 = ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+                       "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time",
+                       "acr", "amr", "nonce", "email", "given_name", "family_name",
+                       "nickname"]  # fmt: skip
 
 
 class EntraError(Exception):
@@ -164,11 +197,17 @@ class ScopeRequest:
 class Entra:
     """The sandbox's Entra ID: one tenant, its clients and users, and the grants they use."""
 
-    def __init__(self, store: Store, tokens: TokenService, https_url: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        tokens: TokenService,
+        https_url: str,
+        faults: dict[str, Any] | None = None,
+    ) -> None:
         self.store = store
         self.tokens = tokens
         self.https_url = https_url.rstrip("/")
-        self._public_key = jwt.PyJWK(tokens.jwks()["keys"][0]).key
+        self.faults = {} if faults is None else faults  # the sandbox's live switches
 
     # -- tenants and metadata ----------------------------------------------------------------
 
@@ -185,13 +224,17 @@ class Entra:
         raise unknown_tenant(segment)
 
     def openid_configuration(self, segment: str, version: str = "2.0") -> dict[str, Any]:
+        """The OpenID document of the v2.0 or the v1.0 endpoint, each with the issuer Entra
+        publishes there: ``…/{tenant}/v2.0`` (v2.0 ID tokens) and ``https://sts.windows.net/
+        {tenant}/`` (v1.0 tokens, which is what Resource Manager and ACS access tokens are)."""
         tenant = self.tenant(segment)
         # Entra answers a domain with its tenant id, and an alias with a templated issuer.
         part = tenant.segment if tenant.alias else tenant.id
-        issuer = self.tokens.issuer("{tenantid}" if tenant.alias else tenant.id)
+        named = "{tenantid}" if tenant.alias else tenant.id
         base = f"{self.https_url}/{part}"
-        v = "/v2.0" if version == "2.0" else ""
-        return {
+        v2 = version == "2.0"
+        v = "/v2.0" if v2 else ""
+        doc: dict[str, Any] = {
             "token_endpoint": f"{base}/oauth2{v}/token",
             "token_endpoint_auth_methods_supported": [
                 "client_secret_post",
@@ -202,29 +245,57 @@ class Entra:
             "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": issuer,
-            "request_uri_parameter_supported": False,
-            "authorization_endpoint": f"{base}/oauth2{v}/authorize",
-            "device_authorization_endpoint": f"{base}/oauth2{v}/devicecode",
-            "end_session_endpoint": f"{base}/oauth2{v}/logout",
-            "claims_supported": [
-                "sub",
-                "iss",
-                "aud",
-                "exp",
-                "iat",
-                "nbf",
-                "name",
-                "oid",
-                "tid",
-                "preferred_username",
-                "upn",
-            ],
-            "tenant_region_scope": "NA",
-            "cloud_instance_name": urlsplit(self.https_url).netloc,
         }
+        if v2:
+            doc.update(
+                response_types_supported=["code", "id_token", "code id_token", "id_token token"],
+                scopes_supported=["openid", "profile", "email", "offline_access"],
+                issuer=self.tokens.v2_issuer(named),
+                request_uri_parameter_supported=False,
+                userinfo_endpoint=f"{self.https_url}/oidc/userinfo",
+            )
+        else:
+            doc.update(
+                response_types_supported=[
+                    "code",
+                    "id_token",
+                    "code id_token",
+                    "token id_token",
+                    "token",
+                ],
+                scopes_supported=["openid"],
+                issuer=self.tokens.issuer(named),
+                microsoft_multi_refresh_token=True,
+            )
+        doc.update(
+            authorization_endpoint=f"{base}/oauth2{v}/authorize",
+            device_authorization_endpoint=f"{base}/oauth2{v}/devicecode",
+            http_logout_supported=True,
+            frontchannel_logout_supported=True,
+            end_session_endpoint=f"{base}/oauth2{v}/logout",
+            claims_supported=(CLAIMS_SUPPORTED_V2 if v2 else CLAIMS_SUPPORTED_V1),
+        )
+        if not v2:
+            doc.update(
+                check_session_iframe=f"{base}/oauth2/checksession",
+                userinfo_endpoint=f"{base}/openid/userinfo",
+            )
+        doc.update(
+            kerberos_endpoint=f"{base}/kerberos",
+            tenant_region_scope=None if tenant.alias else "NA",
+            cloud_instance_name=urlsplit(self.https_url).netloc,
+            cloud_graph_host_name="graph.windows.net",
+            msgraph_host="graph.microsoft.com",
+            rbac_url="https://pas.windows.net",
+        )
+        return doc
+
+    def keys(self, segment: str, version: str = "2.0") -> dict[str, Any]:
+        """The signing keys; the v2.0 keys name the issuer they sign for."""
+        tenant = self.tenant(segment)
+        if version != "2.0":
+            return self.tokens.jwks()
+        return self.tokens.jwks(self.tokens.v2_issuer("{tenantid}" if tenant.alias else tenant.id))
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -235,7 +306,13 @@ class Entra:
                 p.get("app_id", "").lower() == app_id.lower() and p.get("tenant_id") == tenant.id
             ),
         )
-        return found[0] if found else None
+        if found:
+            return found[0]
+        name = FIRST_PARTY_PUBLIC_CLIENTS.get(app_id.lower())
+        if name:  # Microsoft's own public clients exist in every tenant
+            return {"object_id": app_id.lower(), "kind": "PublicClient", "display_name": name,
+                    "app_id": app_id.lower(), "tenant_id": tenant.id}  # fmt: skip
+        return None
 
     def authenticate_client(
         self, tenant: Tenant, form: dict[str, str], facts: dict[str, Any]
@@ -308,7 +385,7 @@ class Entra:
     def federated_issuer(self) -> str:
         """The issuer the seeded federated credentials trust: the sandbox itself, standing in for
         a Kubernetes cluster's OIDC issuer."""
-        return self.tokens.issuer(world.TENANT_ID)
+        return self.tokens.v2_issuer(world.TENANT_ID)
 
     def _check_assertion(self, principal: dict[str, Any], assertion: str, kind: str | None) -> None:
         if not kind:
@@ -336,17 +413,7 @@ class Entra:
         if header.get("alg") != "RS256" or header.get("kid") != self.tokens.kid:
             raise bad_signature
         try:
-            jwt.decode(
-                assertion,
-                self._public_key,
-                algorithms=["RS256"],
-                options={
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_aud": False,
-                    "verify_iat": False,
-                },
-            )
+            self.tokens.signed_claims(assertion)
         except jwt.InvalidSignatureError:
             raise bad_signature from None
         except jwt.PyJWTError:
@@ -543,13 +610,14 @@ class Entra:
             oid=client.principal["object_id"],
             appid=client.app_id,
             idtyp="app",
-            extra={"azpacr": acr, "appidacr": acr},
+            extra={"appidacr": acr},
         )
-        return self._response(token, exp, wanted, v1)
+        return self._response(token, exp, wanted, v1, app_only=True)
 
     def _response(
-        self, access_token: str, exp: int, wanted: ScopeRequest, v1: bool
+        self, access_token: str, exp: int, wanted: ScopeRequest, v1: bool, app_only: bool = False
     ) -> dict[str, Any]:
+        """The token response; a v2.0 client-credentials answer has no ``scope``, as Entra's."""
         lifetime = exp - int(clock.now())
         body: dict[str, Any] = {
             "token_type": "Bearer",
@@ -565,7 +633,7 @@ class Entra:
                 expires_in=str(lifetime),
                 ext_expires_in=str(lifetime),
             )
-        else:
+        elif not app_only:
             body["scope"] = wanted.granted
         return body
 
@@ -609,14 +677,26 @@ class Entra:
             },
         )
         uri = f"{self.https_url}/devicelogin"
+        message = (
+            f"To sign in, use a web browser to open the page {uri} and enter the code "
+            f"{user_code} to authenticate."
+        )
+        if v1:  # the v1.0 endpoint: verification_url, and numbers as strings
+            return {
+                "user_code": user_code,
+                "device_code": device_code,
+                "verification_url": uri,
+                "expires_in": str(DEVICE_CODE_LIFETIME),
+                "interval": str(DEVICE_CODE_INTERVAL),
+                "message": message,
+            }
         return {
             "user_code": user_code,
             "device_code": device_code,
             "verification_uri": uri,
             "expires_in": DEVICE_CODE_LIFETIME,
             "interval": DEVICE_CODE_INTERVAL,
-            "message": f"To sign in, use a web browser to open the page {uri} and enter the code "
-            f"{user_code} to authenticate.",
+            "message": message,
         }
 
     def _prune_device_codes(self, now: float) -> None:
@@ -830,6 +910,7 @@ class Entra:
         v1: bool,
     ) -> dict[str, Any]:
         facts.update(caller=user["upn"], principal_id=user["object_id"], audience=wanted.resource)
+        self._check_preauthorized(client, wanted)
         token, exp = self.tokens.access_token(
             tenant_id=tenant.id,
             audience=wanted.resource,
@@ -837,13 +918,16 @@ class Entra:
             appid=client.app_id,
             idtyp="user",
             extra={
-                "upn": user["upn"],
-                "unique_name": user["upn"],
-                "name": user["display_name"],
-                "scp": "user_impersonation",
+                "acr": "1",
                 "amr": ["pwd"],
-                "azpacr": "0" if client.public else "1",
                 "appidacr": "0" if client.public else "1",
+                "ipaddr": "127.0.0.1",
+                "name": user["display_name"],
+                "puid": hashlib.sha256(user["object_id"].encode()).hexdigest()[:16].upper(),
+                "scp": "user_impersonation",
+                "unique_name": user["upn"],
+                "upn": user["upn"],
+                "wids": [DEFAULT_USER_ROLE],
             },
         )
         body = self._response(token, exp, wanted, v1)
@@ -856,13 +940,31 @@ class Entra:
             body["client_info"] = _b64url(json.dumps(info, separators=(",", ":")).encode())
         return body
 
+    def _check_preauthorized(self, client: Client, wanted: ScopeRequest) -> None:
+        """AADSTS65002: Microsoft's public clients get no token for Communication Services,
+        unless the ``cli_preauthorized`` switch says Microsoft has preauthorized them."""
+        if (
+            client.app_id.lower() in FIRST_PARTY_PUBLIC_CLIENTS
+            and normalize_resource(wanted.resource) == COMMUNICATION
+            and PREAUTHORIZED_FAULT not in self.faults
+        ):
+            raise EntraError(
+                400,
+                "invalid_request",
+                65002,
+                f"Consent between first party application '{client.app_id}' and first party "
+                f"resource '{ACS_RESOURCE_APP_ID}' must be configured via preauthorization - "
+                "applications owned and operated by Microsoft must get approval from the API "
+                "owner before requesting tokens for that API.",
+            )
+
     def _id_token(self, tenant: Tenant, client: Client, user: dict[str, Any]) -> str:
         now = int(clock.now())
-        pairwise = _b64url(hashlib.sha256(f"{user['object_id']}:{client.app_id}".encode()).digest())
+        pairwise = pairwise_subject(user["object_id"], client.app_id)
         return self.tokens.sign(
             {
                 "aud": client.app_id,
-                "iss": self.tokens.issuer(tenant.id),
+                "iss": self.tokens.v2_issuer(tenant.id),
                 "iat": now,
                 "nbf": now,
                 "exp": now + ID_TOKEN_LIFETIME,

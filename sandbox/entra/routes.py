@@ -34,7 +34,7 @@ def entra_of(request: Request) -> Entra:
     found = getattr(state, "entra", None)
     if found is None:
         sb = sandbox_of(request)
-        found = state.entra = Entra(sb.store, sb.tokens, sb.https_url)
+        found = state.entra = Entra(sb.store, sb.tokens, sb.https_url, sb.faults)
     return found
 
 
@@ -75,7 +75,9 @@ def _error(request: Request, e: EntraError) -> JSONResponse:
 
 
 def _ok(request: Request, body: dict[str, Any]) -> JSONResponse:
+    """A success, with the headers Entra sends on one (``x-ms-request-id`` is the trace id)."""
     headers = dict(_NO_STORE, **{"client-request-id": _correlation_id(request)})
+    headers["x-ms-request-id"] = str(uuid.uuid4())
     return JSONResponse(body, headers=headers)
 
 
@@ -97,12 +99,19 @@ async def openid_configuration_v1(request: Request) -> Response:
         return _error(request, e)
 
 
-async def keys(request: Request) -> Response:
+async def _keys(request: Request, version: str) -> Response:
     try:
-        entra_of(request).tenant(request.path_params["tenant"])
+        return JSONResponse(entra_of(request).keys(request.path_params["tenant"], version))
     except EntraError as e:
         return _error(request, e)
-    return JSONResponse(sandbox_of(request).tokens.jwks())
+
+
+async def keys_v2(request: Request) -> Response:
+    return await _keys(request, "2.0")
+
+
+async def keys_v1(request: Request) -> Response:
+    return await _keys(request, "1.0")
 
 
 # -- token and device-code endpoints -------------------------------------------------------------
@@ -287,8 +296,8 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration_v2),
         Route("/{tenant}/.well-known/openid-configuration", openid_configuration_v1),
-        Route("/{tenant}/discovery/v2.0/keys", keys),
-        Route("/{tenant}/discovery/keys", keys),
+        Route("/{tenant}/discovery/v2.0/keys", keys_v2),
+        Route("/{tenant}/discovery/keys", keys_v1),
         Route("/{tenant}/oauth2/v2.0/token", token_v2, methods=["GET", "POST"]),
         Route("/{tenant}/oauth2/token", token_v1, methods=["GET", "POST"]),
         Route("/{tenant}/oauth2/v2.0/devicecode", devicecode_v2, methods=["POST"]),

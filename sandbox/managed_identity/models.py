@@ -10,11 +10,17 @@ request.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from sandbox import clock, world
-from sandbox.entra.tokens import TokenService, normalize_resource
+from sandbox.entra.tokens import (
+    CLOCK_SKEW_LEEWAY,
+    MANAGED_IDENTITY_TOKEN_LIFETIME,
+    TokenService,
+    normalize_resource,
+)
 from sandbox.store import Store
 
 IMDS = "imds"
@@ -39,6 +45,30 @@ SELECTORS = {
 }
 
 
+# The endpoint hands out its cached token again until it has less than this left (our choice:
+# no public source gives the margin; it must exceed the 5-6 minutes before expiry at which
+# azure-core and MSAL ask again, or they would be handed the same nearly expired token).
+CACHE_REFRESH_MARGIN = 600
+# Entra backdates a managed identity's iat/nbf by five minutes (exp - iat = 86700 s, 2025 IMDS
+# capture, for a 86400 s life).
+BACKDATE = CLOCK_SKEW_LEEWAY
+TENANT_CREATED = 1767225600  # xms_tcdt: when the sandbox's tenant was "created" (2026-01-01)
+
+# What each endpoint returns on success: IMDS (2025 capture: all strings, no refresh_token) and
+# App Service api-version 2019-08-01 (docs example; Azure/azure-sdk-for-python#11346).
+IMDS_FIELDS = ("access_token", "client_id", "expires_in", "expires_on", "ext_expires_in",
+               "not_before", "resource", "token_type")  # fmt: skip
+APP_SERVICE_FIELDS = ("access_token", "expires_on", "resource", "token_type", "client_id")
+# App Service's answer when the request names no identity it has (or none, and the app has no
+# system-assigned identity): statusCode 400 with this message.
+APP_SERVICE_NOT_FOUND = "Unable to load the proper Managed Identity."
+
+
+def mirid(resource_id: str) -> str:
+    """``xms_mirid`` as Azure casts it: ``/resourcegroups/`` in lower case, the rest as is."""
+    return re.sub(r"/resourcegroups/", "/resourcegroups/", resource_id, flags=re.IGNORECASE)
+
+
 class IdentityRequestError(Exception):
     """A refusal the endpoint answers with 4xx; ``error`` is the OAuth error code (IMDS shape)."""
 
@@ -47,6 +77,21 @@ class IdentityRequestError(Exception):
         self.status = status
         self.error = error
         self.description = description
+
+
+class NoIdentityEndpoint(IdentityRequestError):
+    """The machine has no identity endpoint at all (the developer's laptop, or no such host).
+
+    A real laptop's IMDS address does not answer, and inside DefaultAzureCredential the SDK's
+    one-second probe gives up at once. Here the SDK is pointed at the listener (so nothing can
+    leave loopback) and its probe is off, so a refused connection would cost ~5 s of retries per
+    attempt. Instead the listener answers at once with an empty 400, which the SDK reports in
+    the laptop's words: "ManagedIdentityCredential authentication unavailable, no response from
+    the IMDS endpoint." (measured: 0.03 s, against 4.8 s for a refused connection).
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(400, "", f"'{name}' has no managed-identity endpoint (no Azure host)")
 
 
 @dataclass(frozen=True)
@@ -86,13 +131,25 @@ def attached_identities(store: Store, host: dict[str, Any]) -> list[AttachedIden
 
 
 def select_identity(
-    identities: list[AttachedIdentity], selector: tuple[str, str] | None
+    identities: list[AttachedIdentity], selector: tuple[str, str] | None, style: str = IMDS
 ) -> AttachedIdentity:
-    """Pick the identity a request asks for, with the rules IMDS applies.
+    """Pick the identity a request asks for, with the rules of the endpoint's style.
 
-    No selector means the system-assigned identity, or the only user-assigned one when the host
-    has no system-assigned identity; several user-assigned identities need a selector.
+    No selector means the system-assigned identity. IMDS then falls back to the only
+    user-assigned one (the docs' FAQ); App Service never does ("Otherwise the token service will
+    attempt to obtain a token for a system-assigned identity", overview-managed-identity.md) and
+    answers 400 "Unable to load the proper Managed Identity.". A resource id selects a
+    user-assigned identity only: the host's own id is not a user-assigned identity.
     """
+    if style == APP_SERVICE:
+        try:
+            return (
+                select_identity(identities, selector, IMDS)
+                if selector
+                else next(i for i in identities if i.kind == "SystemAssigned")
+            )
+        except (IdentityRequestError, StopIteration):
+            raise IdentityRequestError(400, "invalid_request", APP_SERVICE_NOT_FOUND) from None
     if selector is None:
         system = [i for i in identities if i.kind == "SystemAssigned"]
         if system:
@@ -109,6 +166,8 @@ def select_identity(
         raise IdentityRequestError(400, "invalid_request", "Identity not found")
     field, value = selector
     for i in identities:
+        if field == "resource_id" and i.kind != "UserAssigned":
+            continue
         if getattr(i, field).lower() == value.lower():
             return i
     raise IdentityRequestError(400, "invalid_request", "Identity not found")
@@ -130,11 +189,11 @@ class ManagedIdentityEndpoints:
         self.cache = {} if cache is None else cache
 
     def _token_for(self, chosen: AttachedIdentity, resource: str) -> tuple[str, int, int]:
-        """A cached token while it has more than half its lifetime left, else a new one."""
+        """The cached token until it is near expiry, else a new one (about 24 hours)."""
         now = int(clock.now())
         key = (chosen.object_id, resource)
         found = self.cache.get(key)
-        if found and found[1] <= now and found[2] - now > (found[2] - found[1]) // 2:
+        if found and found[1] <= now and found[2] - now > CACHE_REFRESH_MARGIN:
             return found
         token, exp = self.tokens.access_token(
             tenant_id=world.TENANT_ID,
@@ -142,9 +201,15 @@ class ManagedIdentityEndpoints:
             oid=chosen.object_id,
             appid=chosen.client_id,
             idtyp="app",
-            extra={"xms_mirid": chosen.resource_id},
+            extra={
+                "appidacr": "2",
+                "xms_mirid": mirid(chosen.resource_id),
+                "xms_tcdt": TENANT_CREATED,
+            },
+            lifetime=MANAGED_IDENTITY_TOKEN_LIFETIME,
+            backdate=BACKDATE,
         )
-        self.cache[key] = (token, now, exp)
+        self.cache[key] = (token, now - BACKDATE, exp)
         return self.cache[key]
 
     def host(self, name: str) -> dict[str, Any] | None:
@@ -156,6 +221,8 @@ class ManagedIdentityEndpoints:
         if host is None:
             # No identity endpoint at all (the developer's laptop, or a name that is no host):
             # a 4xx, never a 404/5xx, so the SDKs give up at once instead of retrying.
+            if style == IMDS:
+                raise NoIdentityEndpoint(name)
             raise IdentityRequestError(400, "invalid_request", "Identity not found")
         if host["endpoint_style"] != style:
             if style == IMDS:
@@ -193,7 +260,8 @@ class ManagedIdentityEndpoints:
             raise IdentityRequestError(
                 400, "invalid_request", "Required audience parameter not specified"
             )
-        chosen = select_identity(attached_identities(self.store, host), selector)
+        style = host["endpoint_style"]
+        chosen = select_identity(attached_identities(self.store, host), selector, style)
         if normalize_resource(resource) not in KNOWN_RESOURCES:
             raise IdentityRequestError(
                 400,
@@ -206,17 +274,17 @@ class ManagedIdentityEndpoints:
             )
         token, nbf, exp = self._token_for(chosen, resource)
         now = int(clock.now())
-        body = {
+        # Strings, as both endpoints send them. The SDKs need what each sends: sync IMDS reads
+        # expires_in, sync App Service expires_on, async both resource.
+        every = {
             "access_token": token,
-            "refresh_token": "",
-            # Strings, as IMDS sends them; MSAL needs expires_in, the App Service path needs
-            # expires_on and the async path needs resource, so every field is always present.
+            "client_id": chosen.client_id,
             "expires_in": str(exp - now),
             "expires_on": str(exp),
             "ext_expires_in": str(exp - now),
             "not_before": str(nbf),
             "resource": resource,
             "token_type": "Bearer",
-            "client_id": chosen.client_id,
         }
-        return chosen, body
+        fields = APP_SERVICE_FIELDS if style == APP_SERVICE else IMDS_FIELDS
+        return chosen, {name: every[name] for name in fields}

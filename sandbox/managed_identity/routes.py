@@ -27,6 +27,7 @@ from sandbox.managed_identity.models import (
     IMDS,
     IdentityRequestError,
     ManagedIdentityEndpoints,
+    NoIdentityEndpoint,
 )
 
 
@@ -40,6 +41,8 @@ def _query(request: Request) -> dict[str, str]:
 
 
 def _error(style: str, exc: IdentityRequestError) -> JSONResponse:
+    if isinstance(exc, NoIdentityEndpoint):  # what the SDK reads as "no response"
+        return JSONResponse({}, status_code=exc.status)
     if style == APP_SERVICE:
         # The App Service shape, which the sync SDK reads ("statusCode", "message").
         body = {
