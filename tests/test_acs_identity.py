@@ -195,6 +195,17 @@ def test_unknown_or_other_resource_identity_is_401_and_the_log_says_which(identi
         assert user.properties["id"] in entry["outcome"]
 
 
+def test_tokens_issued_under_clock_skew_are_judged_on_the_skewed_clock(identity, fresh):
+    """Security review D4: a token stamped by the skewed clock is valid on that clock (PyJWT's
+    own iat check, on the machine's clock, called it a bad signature)."""
+    fresh("POST", "/_sandbox/faults/clock_skew", {"seconds": 120})
+    try:
+        _, token = identity.create_user_and_token(scopes=["chat"])
+        assert _check(fresh, token.token) == {"valid": True, "reason": "valid"}
+    finally:
+        fresh("DELETE", "/_sandbox/faults/clock_skew")
+
+
 def test_check_user_token_refuses_garbage_and_foreign_tokens(fresh):
     assert _check(fresh, "not-a-jwt")["valid"] is False
     entra = forge(fresh.settings, fresh.doc, oid=world.DEVELOPER_OID)
