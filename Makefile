@@ -47,9 +47,12 @@ lock:
 # Jupyter refuses to run as root unless told; containers (dev containers, CI) often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# JupyterLab; `make tutorial JUPYTER_APP=notebook` opens the same kit in Notebook 7.
+JUPYTER_APP ?= lab
+
 tutorial: $(STAMP)
 	$(PY) -m sandbox start
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(JUPYTER_ARGS)
+	$(VENV)/bin/jupyter $(JUPYTER_APP) --notebook-dir=notebooks $(ALLOW_ROOT) $(JUPYTER_ARGS)
 
 # Two workers fit a 2-core machine; each notebook test runs its own kernel and sandbox.
 PYTEST_WORKERS ?= 2
