@@ -90,6 +90,7 @@ class JupyterUI:
     """One browser page on a Jupyter front end, and the notebooks the test ran there."""
 
     home = ""  # the page the front end opens on: its file browser
+    asks_about_news = True  # whether its pages carry JupyterLab's news prompt at all
 
     def __init__(self, page: Any, lab: Any) -> None:
         from playwright.sync_api import expect
@@ -199,6 +200,9 @@ class NotebookUI(JupyterUI):
     its own (/notebooks/NAME), which this page goes to, as a learner following a link."""
 
     home = "tree"
+    # Its pages do not load JupyterLab's announcements plugin: no news prompt, even when a
+    # learner's settings ask for one (the server's news and update answers still matter).
+    asks_about_news = False
 
     def open(self, name: str) -> None:
         if not self.page.url.split("?")[0].endswith(f"/notebooks/{name}"):
