@@ -6,30 +6,35 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-UV     := $(VENV)/bin/uv
 LOCK   := requirements-lock.txt
 STAMP  := $(VENV)/.installed-stamp
 # The kit's Jupyter settings, laid out as in an environment's prefix (see jupyter-config/README.md).
 JUPYTER_SETTINGS := $(shell find jupyter-config -type f -name '*.json')
 UV_VERSION := $(shell sed -n 's/^uv==\([^ ;]*\).*/\1/p' $(LOCK))
+# uv itself lives beside the package caches, one per version, shared by every clone of the kit
+# on this machine: a fresh clone then sets up in seconds.
+UV_HOME := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/acs-mi-kit/uv-$(UV_VERSION)
+UV      := $(UV_HOME)/bin/uv
 
 .PHONY: setup lock tutorial test sandbox-stop lint clean site
 
 setup: $(STAMP)
 
-# uv comes from the lock too; only the very first set-up fetches it with pip (the venv's own).
+# The lock's uv, fetched with pip into a venv of its own the first time on this machine.
 define ENSURE_UV
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@test -x $(UV) || { \
-	    $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip >/dev/null; \
-	    $(PY) -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'; }
+	@test -x $(UV) || { echo "fetching uv $(UV_VERSION) with pip (once per machine)"; \
+	    $(PYTHON) -m venv $(UV_HOME) && \
+	    $(UV_HOME)/bin/python -m pip install --quiet --disable-pip-version-check \
+	        'uv==$(UV_VERSION)'; }
 endef
 
+# .venv is made by uv from $(PYTHON) (never a downloaded Python), with pip in it for learners;
 # sync: the venv holds the lock's packages and nothing else; then the kit itself, editable;
 # check: the pins of pyproject.toml agree with the lock; last, the kit's Jupyter settings go
 # into the venv's own Jupyter folders, where both `jupyter lab` and `jupyter notebook` read them.
 $(STAMP): pyproject.toml $(LOCK) $(JUPYTER_SETTINGS)
 	$(ENSURE_UV)
+	@test -x $(PY) || $(UV) venv --quiet --seed --no-python-downloads --python $(PYTHON) $(VENV)
 	$(UV) pip sync --quiet --python $(PY) $(LOCK)
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	@$(UV) pip check --quiet --python $(PY) || { \

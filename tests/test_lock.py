@@ -28,8 +28,8 @@ from tests.conftest import REPO
 LOCK = REPO / "requirements-lock.txt"
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 KIT = canonicalize_name(PROJECT["name"])
-# What `python -m venv` seeds a venv with; uv's sync leaves them (a learner's `%pip install`
-# still works), and they are no part of what the notebooks run.
+# What `uv venv --seed` puts into .venv so that a learner's `%pip install` works; uv's sync
+# leaves them, and they are no part of what the notebooks run.
 VENV_SEED = {"pip", "setuptools", "wheel"}
 
 
@@ -107,18 +107,26 @@ def test_the_environment_is_exactly_the_lock():
 # -- make: uv from the lock, re-installs when an input changes ------------------------------------
 
 
+UV_VERSION = re.search(r"(?m)^uv==(\S+)$", LOCK.read_text())
+
+
+def _uv(tmp_path: Path) -> Path:
+    """Where make keeps the lock's uv (a fake one here) under the cache folder of _make."""
+    assert UV_VERSION, "uv is in the lock"
+    return tmp_path / "cache" / "acs-mi-kit" / f"uv-{UV_VERSION[1]}" / "bin" / "uv"
+
+
 def _kit_copy(tmp_path: Path) -> Path:
-    """The files `make setup` reads, with their times, and a venv whose set-up is done."""
+    """The files `make setup` reads, with their times, a venv whose set-up is done, and uv."""
     kit = tmp_path / "kit"
     kit.mkdir()
     for name in ("Makefile", "pyproject.toml", LOCK.name):
         shutil.copy2(REPO / name, kit / name)
     shutil.copytree(REPO / "jupyter-config", kit / "jupyter-config")
-    venv_bin = kit / ".venv" / "bin"
-    venv_bin.mkdir(parents=True)
-    for tool in ("python", "uv"):
-        (venv_bin / tool).write_text("#!/bin/sh\nexit 0\n")
-        (venv_bin / tool).chmod(0o755)
+    for tool in (kit / ".venv" / "bin" / "python", _uv(tmp_path)):
+        tool.parent.mkdir(parents=True, exist_ok=True)
+        tool.write_text("#!/bin/sh\nexit 0\n")
+        tool.chmod(0o755)
     newest = max(p.stat().st_mtime for p in kit.rglob("*") if p.is_file())
     stamp = kit / ".venv" / ".installed-stamp"
     stamp.touch()
@@ -128,6 +136,7 @@ def _kit_copy(tmp_path: Path) -> Path:
 
 def _make(kit: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    env["XDG_CACHE_HOME"] = str(kit.parent / "cache")
     return subprocess.run(
         ["make", "--no-print-directory", *args], cwd=kit, env=env, capture_output=True,
         text=True, timeout=60,
@@ -137,21 +146,33 @@ def _make(kit: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_make_setup_installs_the_lock_with_uv_and_checks_it_against_pyproject(tmp_path: Path):
     kit = _kit_copy(tmp_path)
     (kit / ".venv" / ".installed-stamp").unlink()
+    uv = _uv(tmp_path)
     plan = _make(kit, "-n", "setup").stdout
-    assert ".venv/bin/uv pip sync --quiet --python .venv/bin/python requirements-lock.txt" in plan
-    assert ".venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e ." in plan
-    assert ".venv/bin/uv pip check" in plan
+    assert f"{uv} pip sync --quiet --python .venv/bin/python requirements-lock.txt" in plan
+    assert f"{uv} pip install --quiet --python .venv/bin/python --no-deps -e ." in plan
+    assert f"{uv} pip check" in plan
     assert "cp -R jupyter-config/etc jupyter-config/share .venv/" in plan
+
+
+def test_make_makes_the_venv_with_uv_from_the_given_python_never_a_downloaded_one(
+    tmp_path: Path,
+):
+    kit = _kit_copy(tmp_path)
+    shutil.rmtree(kit / ".venv")
+    plan = _make(kit, "-n", "setup", "PYTHON=python3.11").stdout
+    uv = _uv(tmp_path)
+    assert f"{uv} venv --quiet --seed --no-python-downloads --python python3.11 .venv" in plan
 
 
 def test_make_fetches_the_locks_uv_with_pip_when_it_is_missing(tmp_path: Path):
     kit = _kit_copy(tmp_path)
-    (kit / ".venv" / "bin" / "uv").unlink()
+    uv = _uv(tmp_path)
+    uv.unlink()
     (kit / ".venv" / ".installed-stamp").unlink()
-    plan = _make(kit, "-n", "setup").stdout
-    uv_pin = re.search(r"(?m)^uv==(\S+)$", LOCK.read_text())
-    assert uv_pin, "uv is in the lock"
-    assert f"-m pip install --quiet --disable-pip-version-check 'uv=={uv_pin[1]}'" in plan
+    plan = " ".join(_make(kit, "-n", "setup").stdout.replace("\\\n", " ").split())
+    assert f"python3 -m venv {uv.parent.parent}" in plan
+    pip = f"{uv.parent}/python -m pip install --quiet --disable-pip-version-check"
+    assert f"{pip} 'uv=={UV_VERSION[1]}'" in plan
 
 
 def test_make_setup_reinstalls_when_pyproject_the_lock_or_the_jupyter_settings_change(
