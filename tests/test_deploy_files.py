@@ -380,3 +380,12 @@ def test_facilitator_guide_times_every_notebook():
     assert "Microsoft Entra ID" in guide
     for doc in (guide, (REPO / "docs" / "cheat-sheet.md").read_text()):
         assert not re.search(r"Azure (AD|Active Directory)", doc)  # the old names
+
+
+def test_hub_image_gets_the_kits_jupyter_settings():
+    """As make setup and postBuild do: the image's environment holds jupyter-config/."""
+    steps = _dockerfile()
+    copy_all = steps.index(("COPY", ". ."))
+    [settings] = [i for i, (w, a) in enumerate(steps) if "jupyter-config/etc" in a]
+    assert steps[settings][0] == "RUN" and settings > copy_all
+    assert "cp -R jupyter-config/etc jupyter-config/share" in steps[settings][1]
