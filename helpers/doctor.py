@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from helpers import sandbox_api, target
 from helpers.display import Rich, esc, show
 
-MIN_PYTHON = (3, 10)
+MIN_PYTHON = (3, 11)  # pyproject.toml requires-python: the lock needs it
 DIST_NAME = "acs-managed-identity-kit"
 ACS_SCOPE = "https://communication.azure.com/.default"
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
@@ -64,12 +64,12 @@ _COLOR = {True: "#1a7f37", False: "#cf222e", None: "inherit"}
 
 def check_python(version: tuple[int, ...] = tuple(sys.version_info[:3])) -> Check:
     if tuple(version[:2]) >= MIN_PYTHON:
-        return Check(True, "Python 3.10 or newer")
+        return Check(True, "Python 3.11 or newer")
     found = ".".join(str(v) for v in version)
     return Check(
         False,
         f"Python {found} is too old",
-        "install Python 3.10 or newer, then run `make setup` again.",
+        "install Python 3.11 or newer, then run `make setup` again.",
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -171,14 +172,22 @@ def test_binder_files_follow_repo2docker_conventions():
     assert root["name"] and root["dependencies"]
 
 
-def test_post_build_installs_the_kit_without_test_extras_and_ships_no_state(tmp_path):
-    """Run postBuild as repo2docker does (from the repository root) with a recording python."""
+def test_post_build_installs_the_locked_kit_and_its_jupyter_settings_and_ships_no_state(
+    tmp_path,
+):
+    """Run postBuild as repo2docker does (from the repository root) with a recording python
+    whose environment lives in ``prefix``."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     calls = tmp_path / "calls"
-    (fake_bin / "python").write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\n')
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    (fake_bin / "python").write_text(
+        f'#!/bin/sh\necho "$@" >> "{calls}"\n[ "$1" = -c ] && echo "{prefix}"\nexit 0\n'
+    )
     (fake_bin / "python").chmod(0o755)
     checkout = tmp_path / "repo"
+    shutil.copytree(REPO / "jupyter-config", checkout / "jupyter-config")
     (checkout / ".sandbox-state").mkdir(parents=True)
     (checkout / ".sandbox-state" / "signing-key.pem").write_text("key")
     (checkout / ".env").write_text("AZURE_CLIENT_SECRET=x")
@@ -189,7 +198,14 @@ def test_post_build_installs_the_kit_without_test_extras_and_ships_no_state(tmp_
 
     result = _run([str(POST_BUILD)], env, cwd=checkout)
     assert result.returncode == 0, result.stderr
-    assert calls.read_text().split() == ["-m", "pip", "install", "--no-cache-dir", "-e", "."]
+    install, _prefix_query = calls.read_text().splitlines()
+    # every package at the lock's version; no test extras
+    assert install.split() == [
+        "-m", "pip", "install", "--no-cache-dir", "-c", "requirements-lock.txt", "-e", ".",
+    ]  # fmt: skip
+    for settings in (REPO / "jupyter-config").glob("*/**/*.json"):
+        rel = settings.relative_to(REPO / "jupyter-config")
+        assert (prefix / rel).read_text() == settings.read_text(), rel
     assert not (checkout / ".env").exists()
     assert not (checkout / ".sandbox-state").exists()
 
@@ -364,3 +380,12 @@ def test_facilitator_guide_times_every_notebook():
     assert "Microsoft Entra ID" in guide
     for doc in (guide, (REPO / "docs" / "cheat-sheet.md").read_text()):
         assert not re.search(r"Azure (AD|Active Directory)", doc)  # the old names
+
+
+def test_hub_image_gets_the_kits_jupyter_settings():
+    """As make setup and postBuild do: the image's environment holds jupyter-config/."""
+    steps = _dockerfile()
+    copy_all = steps.index(("COPY", ". ."))
+    [settings] = [i for i, (w, a) in enumerate(steps) if "jupyter-config/etc" in a]
+    assert steps[settings][0] == "RUN" and settings > copy_all
+    assert "cp -R jupyter-config/etc jupyter-config/share" in steps[settings][1]

@@ -29,7 +29,7 @@ def test_a_ready_kernel_gets_only_ticks(kit, shown):
     assert report.ok
     lines = repr(report).splitlines()
     assert lines == [
-        "✓ Python 3.10 or newer",
+        "✓ Python 3.11 or newer",
         f"✓ all {len(pinned_requirements())} pinned packages installed at their versions",
         f"✓ sandbox answers at {kit.status['https_url']} with a certificate its CA bundle trusts",
         "✓ SDK clients in this kernel trust the sandbox (sync and async)",
@@ -38,10 +38,10 @@ def test_a_ready_kernel_gets_only_ticks(kit, shown):
 
 
 def test_python_too_old():
-    check = check_python((3, 9, 18))
+    check = check_python((3, 10, 18))
     assert check.ok is False
     assert check.line() == (
-        "✗ Python 3.9.18 is too old — install Python 3.10 or newer, then run `make setup` again."
+        "✗ Python 3.10.18 is too old — install Python 3.11 or newer, then run `make setup` again."
     )
 
 
@@ -130,6 +130,6 @@ def test_command_line_without_a_sandbox(tmp_path):
     assert "✗ the sandbox is not running — run `python -m sandbox start`" in result.stdout
 
 
-@pytest.mark.parametrize("version", [(3, 10, 0), (3, 13, 1)])
+@pytest.mark.parametrize("version", [(3, 11, 0), (3, 13, 1)])
 def test_supported_pythons(version):
     assert check_python(version).ok is True

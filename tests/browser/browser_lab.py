@@ -32,6 +32,7 @@ import pytest
 
 from sandbox.config import Settings
 from sandbox.personas import CREDENTIAL_VARIABLES
+from tools.notebook_env import GUARD
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -66,21 +67,22 @@ print("VM principal:", principals["vm"])""",
     "widgets.token_inspector(ManagedIdentityCredential())",
     """widgets.role_switch(principals["vm"], credential=ManagedIdentityCredential())""",
 ]
-# JupyterLab settings for a test run: every cell in the DOM (no windowing), no autosave, and no
-# news or update checks (which would also mean a request beyond the machine).
+# Settings for a test run, in both front ends: every cell in the DOM (no windowing), no autosave.
+# News and update checks are left to the kit's own settings (jupyter-config/), which the tests
+# check: no news toast, and no request from the server beyond the machine.
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-        "checkForUpdates": False,
-        "fetchNews": "false",
-    },
 }
+# The front ends ``make tutorial`` opens: JupyterLab (its default) and Notebook 7.
+APPS = ("lab", "notebook")
 
 
 def lab_env(root: Path) -> dict[str, str]:
     """The environment for ``make tutorial``: this process's, minus anything that steers a
-    credential, the target or the sandbox, with every per-user folder inside ``root``."""
+    credential, the target or the sandbox, with every per-user folder inside ``root``; every
+    Python process it starts (the Jupyter server, kernels, the sandbox) carries the loopback
+    guard, which records in ``root``/non-loopback.log any connection it refused."""
     drop = set(CREDENTIAL_VARIABLES) | {"REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"}
     env = {
         k: v
@@ -103,6 +105,8 @@ def lab_env(root: Path) -> dict[str, str]:
         JUPYTER_RUNTIME_DIR=str(root / "jupyter" / "runtime"),
         IPYTHONDIR=str(root / "ipython"),
         PYTHONDONTWRITEBYTECODE="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(GUARD), os.environ.get("PYTHONPATH")])),
+        KIT_LOOPBACK_GUARD_LOG=str(root / "non-loopback.log"),
     )
     return env
 
@@ -123,10 +127,12 @@ def scratch_notebook() -> dict[str, Any]:
 
 
 class Lab:
-    """A running ``make tutorial``: JupyterLab's URL and token, the kit folder it serves, and
-    the sandbox the notebooks use."""
+    """A running ``make tutorial`` (``app``: ``lab``, its default, or ``notebook`` for Notebook
+    7): the server's URL and token, the kit folder it serves, and the sandbox the notebooks use."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, app: str = "lab") -> None:
+        assert app in APPS, app
+        self.app = app
         self.root = root
         self.kit = root / "kit"
         self.env = lab_env(root)
@@ -148,11 +154,14 @@ class Lab:
         (self.kit / "notebooks" / SCRATCH).write_text(json.dumps(scratch_notebook(), indent=1))
         for name in ("home", "ipython", "jupyter/config", "jupyter/data", "jupyter/runtime"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
-        settings_dir = Path(self.env["JUPYTER_CONFIG_DIR"]) / "lab" / "user-settings"
         for rel, doc in LAB_SETTINGS.items():
-            path = settings_dir / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(doc))
+            self.user_setting(rel, doc)
+
+    def user_setting(self, rel: str, doc: dict[str, Any]) -> None:
+        """A setting as the learner would save it (both front ends read the same folder)."""
+        path = Path(self.env["JUPYTER_CONFIG_DIR"]) / "lab" / "user-settings" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc))
 
     def start(self) -> None:
         jupyter_args = " ".join(
@@ -161,9 +170,6 @@ class Lab:
                 "--ip=127.0.0.1",
                 "--port=0",
                 f"--IdentityProvider.token={self.token}",
-                "--LabApp.news_url=None",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                "--LabApp.extension_manager=readonly",
             ]
         )
         with open(self.log, "wb") as log:
@@ -175,6 +181,7 @@ class Lab:
                     "-o",
                     ".venv/.installed-stamp",
                     "tutorial",
+                    f"JUPYTER_APP={self.app}",
                     f"JUPYTER_ARGS={jupyter_args}",
                 ],  # fmt: skip
                 cwd=self.kit,
@@ -223,6 +230,13 @@ class Lab:
 
     def page_url(self, path: str = "lab") -> str:
         return f"{self.url}/{path}?token={self.token}"
+
+    def refused(self) -> list[str]:
+        """What the loopback guard refused so far: connections beyond 127.0.0.1 that the server,
+        a kernel or the sandbox tried to open."""
+        with contextlib.suppress(FileNotFoundError):
+            return (self.root / "non-loopback.log").read_text().splitlines()
+        return []
 
     def sandbox_status(self) -> dict[str, Any]:
         out = subprocess.run(

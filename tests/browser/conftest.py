@@ -1,6 +1,7 @@
-"""Fixtures of the browser tests: one ``make tutorial`` and one Chromium per module (see
-browser_lab.py for how they are kept away from the user's own set-up), and a screenshot in
-test-artifacts/ of what the browser showed when a test failed.
+"""Fixtures of the browser tests: one ``make tutorial`` and one Chromium per module and front
+end (JupyterLab, then Notebook 7: every test that uses them runs in both; see browser_lab.py for
+how they are kept away from the user's own set-up), and a screenshot in test-artifacts/ of what
+the browser showed when a test failed.
 
 Module scope, not session: Playwright's sync API keeps an asyncio loop running while it is
 open, and tests that call ``asyncio.run`` on the same worker must not run inside it."""
@@ -12,12 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_lab import CHROMIUM, CHROMIUM_ARGS, OUTCOME, Lab
+from browser_lab import APPS, CHROMIUM, CHROMIUM_ARGS, OUTCOME, Lab
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    running = Lab(tmp_path_factory.mktemp("browser-lab"))
+@pytest.fixture(scope="module", params=APPS)
+def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    running = Lab(tmp_path_factory.mktemp(f"browser-{request.param}"), app=request.param)
     running.prepare()
     try:
         running.start()
