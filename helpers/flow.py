@@ -218,6 +218,9 @@ FONT = "-apple-system, 'Segoe UI', Helvetica, Arial, sans-serif"
 CHAR_W = 6.8  # generous average width of a 12px sans-serif character, for sizing only
 LANE_GAP, BOX_W, BOX_H, MARGIN = 200, 176, 40, 16
 ROW_H = 50
+LINE_H = 14  # a wrapped label's next line
+LABEL_PAD = 8  # between a label and the lifelines either side of it
+WRAP_CHARS = 48  # a label wider than this wraps
 COLORS = {"ok": "#1a7f37", "refused": "#cf222e", "waiting": "#9a6700", "neutral": "#57606a"}
 INK, LIFELINE, BOX_FILL = "#1f2328", "#8c959f", "#f6f8fa"
 LEGEND = "green: allowed or issued · red: refused · amber: waiting, throttled or unavailable"
@@ -248,6 +251,50 @@ def _arrow(x1: float, x2: float, y: float, color: str, dashed: bool) -> str:
     return line + head
 
 
+def wrap(text: str, width: int = WRAP_CHARS) -> list[str]:
+    """Break a label into lines of at most ``width`` characters at spaces (a word longer than
+    the width stays whole), so long answers grow downwards rather than across other lanes."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _label_width(lines: Sequence[str]) -> float:
+    return max(CHAR_W * len(line) for line in lines)
+
+
+def _lane_positions(
+    lanes: Sequence[str], steps: Sequence[Step], labels: Sequence[tuple[list[str], list[str]]]
+) -> dict[str, float]:
+    """x of each lifeline. A step's labels sit in the gap just right of its leftmost lane, so
+    that gap is widened until they fit: no label crosses a lifeline it does not belong to."""
+    index = {lane: i for i, lane in enumerate(lanes)}
+    gaps = [float(LANE_GAP)] * max(len(lanes) - 1, 0)
+    for s, (req, resp) in zip(steps, labels, strict=True):
+        k = min(index[s.source], index[s.target])
+        gaps[k] = max(gaps[k], _label_width(req + resp) + 2 * LABEL_PAD)
+    x_of, x = {}, MARGIN + BOX_W / 2
+    for i, lane in enumerate(lanes):
+        x_of[lane] = x
+        if i < len(gaps):
+            x += gaps[i]
+    return x_of
+
+
+def _lines(x: float, y: float, lines: Sequence[str], **style: Any) -> str:
+    """One text element per label; extra lines are tspans, so the label stays one piece of text
+    for a screen reader and for the tests."""
+    if len(lines) == 1:
+        return _text(x, y, lines[0], **style)
+    first = _text(x, y, lines[0], **style)
+    rest = "".join(f'<tspan x="{x:g}" dy="{LINE_H}">{escape(line)}</tspan>' for line in lines[1:])
+    return first.replace("</text>", rest + "</text>")
+
+
 def flow_svg(
     entries: Sequence[dict[str, Any]], title: str | None = None, actor: str | None = None
 ) -> str:
@@ -260,23 +307,21 @@ def flow_svg(
     hidden = max(0, len(steps) - MAX_STEPS)
     steps = steps[:MAX_STEPS]
     lanes = _lane_order(steps)
-    x_of = {lane: MARGIN + BOX_W / 2 + i * LANE_GAP for i, lane in enumerate(lanes)}
+    labels = [
+        (wrap(s.request + (f" ×{s.repeat}" if s.repeat > 1 else "")), wrap(s.response))
+        for s in steps
+    ]
+    x_of = _lane_positions(lanes, steps, labels)
 
     top = MARGIN + (26 if title else 0)
     first_row = top + BOX_H + 14
-    body_end = first_row + max(len(steps), 1) * ROW_H
+    row_heights = [ROW_H + LINE_H * (len(req) + len(resp) - 2) for req, resp in labels]
+    body_end = first_row + (sum(row_heights) if steps else ROW_H)
     footer_lines = [f"… and {hidden} more exchanges not drawn"] if hidden else []
     footer_lines.append(LEGEND)
     height = body_end + 10 + 16 * len(footer_lines) + MARGIN
-
-    labels_right = [
-        min(x_of[s.source], x_of[s.target]) + 8 + CHAR_W * len(t)
-        for s in steps
-        for t in (s.request + (f" ×{s.repeat}" if s.repeat > 1 else ""), s.response)
-    ]
     width = max(
         [x_of[lanes[-1]] + BOX_W / 2 + MARGIN, 560.0]
-        + [r + MARGIN for r in labels_right]
         + [MARGIN + CHAR_W * len(line) + MARGIN for line in footer_lines]
     )
     width, height = int(width + 0.5), int(height)
@@ -308,16 +353,17 @@ def flow_svg(
             out.append(_text(x, top + 25, line1, anchor="middle", weight="bold"))
     if not steps:
         out.append(_text(MARGIN, first_row + 24, "No request reached the sandbox since the mark."))
-    for i, s in enumerate(steps):
-        y = first_row + i * ROW_H
+    y = first_row
+    for s, (req, resp), row_h in zip(steps, labels, row_heights, strict=True):
         xs, xt = x_of[s.source], x_of[s.target]
-        left = min(xs, xt) + 8
+        left = min(xs, xt) + LABEL_PAD
         color = COLORS.get(s.tone, COLORS["neutral"])
-        label = s.request + (f" ×{s.repeat}" if s.repeat > 1 else "")
-        out.append(_text(left, y + 12, label, halo=True))
-        out.append(_arrow(xs, xt, y + 18, INK, dashed=False))
-        out.append(_text(left, y + 35, s.response, color=color, halo=True))
-        out.append(_arrow(xt, xs, y + 41, color, dashed=True))
+        out.append(_lines(left, y + 12, req, halo=True))
+        ask = y + 18 + LINE_H * (len(req) - 1)
+        out.append(_arrow(xs, xt, ask, INK, dashed=False))
+        out.append(_lines(left, ask + 17, resp, color=color, halo=True))
+        out.append(_arrow(xt, xs, ask + 23 + LINE_H * (len(resp) - 1), color, dashed=True))
+        y += row_h
     for j, line in enumerate(footer_lines):
         out.append(_text(MARGIN, body_end + 22 + 16 * j, line, size=11, color=COLORS["neutral"]))
     out.append("</svg>")

@@ -57,7 +57,8 @@ def token_entry(**extra):
 
 
 def texts(svg: str) -> list[str]:
-    return [t.text for t in ET.fromstring(svg).iter(f"{SVG}text")]
+    """Each label as one string (a wrapped label's lines joined by spaces)."""
+    return [" ".join(t.itertext()) for t in ET.fromstring(svg).iter(f"{SVG}text")]
 
 
 def test_one_arrow_pair_per_exchange_with_lanes_labels_and_decisions():
@@ -92,7 +93,7 @@ def test_your_code_runs_where_its_tokens_came_from():
 
 def test_colours_follow_the_decision():
     svg = flow_svg([MI_REFUSED, ACS_ALLOWED, THROTTLED])
-    fills = {t.text: t.get("fill") for t in ET.fromstring(svg).iter(f"{SVG}text")}
+    fills = {" ".join(t.itertext()): t.get("fill") for t in ET.fromstring(svg).iter(f"{SVG}text")}
     assert fills["400 · refused: Identity not found"] == "#cf222e"
     assert fills["201 · allowed: role 'Contributor' applies at acs-tutorial"] == "#1a7f37"
     assert fills["429 · sandbox fault 'throttle'"] == "#9a6700"
@@ -113,7 +114,9 @@ def test_no_times_ports_or_generated_ids_and_deterministic():
     assert "0f9e8d7c" not in svg and "9f1c7d3e" not in svg
     assert "48123" not in svg and "12 seconds" not in svg
     assert "1795772664" not in svg
-    assert "app '…' not at sandbox/x; retry in about n seconds" in svg
+    assert "200 · denied: AADSTS700016: app '…' not at sandbox/x; retry in about n seconds" in (
+        texts(svg)
+    )
 
 
 def test_white_background_for_dark_themes_and_valid_accessible_svg():
@@ -172,6 +175,25 @@ def test_empty_and_too_long():
     many = [dict(MI_REFUSED, host=f"h{i}", path=f"/hosts/h{i}/x") for i in range(MAX_STEPS + 5)]
     words = texts(flow_svg(many[: MAX_STEPS + 5]))
     assert "… and 5 more exchanges not drawn" in words
+
+
+def test_labels_stay_between_their_own_lifelines():
+    """Each arrow's labels sit in the gap next to its leftmost lane and never reach across
+    another lane's lifeline, however long they are (the lanes move apart instead)."""
+    long_reason = dict(ACS_ALLOWED, reason="x" * 30 + " " + "y" * 40 + " " + "z" * 15)
+    entries = [MI_ISSUED, token_entry(decision="issued", audience="https://management.azure.com",
+               credential="client-secret", caller="sp-acs-tutorial"), long_reason]  # fmt: skip
+    root = ET.fromstring(flow_svg(entries))
+    lifelines = sorted(
+        float(x.get("x1")) for x in root.iter(f"{SVG}line") if x.get("stroke-dasharray") == "3 3"
+    )
+    assert len(lifelines) == 4
+    labels = [t for t in root.iter(f"{SVG}text") if t.get("text-anchor") == "start"]
+    spans = [(float(t.get("x")), max(len(s) for s in t.itertext()) * 6.8) for t in labels[:-1]]
+    for left, width in spans:  # the last text is the legend, under the picture
+        assert not any(left < x < left + width for x in lifelines), (left, width, lifelines)
+    wrapped = next(t for t in labels if "xxx" in "".join(t.itertext()))
+    assert len(list(wrapped.iter(f"{SVG}tspan"))) == 1  # the long answer took two lines
 
 
 def test_tidy_shortens_resource_ids_and_long_text():
