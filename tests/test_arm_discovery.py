@@ -206,3 +206,26 @@ def test_cloud_metadata_document_is_public(sandbox):
         assert doc["microsoftGraphResourceId"] == sandbox["https_url"] + "/graph/"
     status, _, body = raw(sandbox, "GET", "/metadata/endpoints")
     assert status == 400 and body["error"]["code"] == "MissingApiVersionParameter"
+
+
+def test_az_cloud_prints_the_registration_for_a_real_cli(sandbox):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SANDBOX_STATE_DIR": sandbox["state_dir"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "az-cloud"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"export REQUESTS_CA_BUNDLE={sandbox['ca_bundle']}" in out
+    assert "core.instance_discovery=false" in out
+    assert f"--endpoint-resource-manager {sandbox['https_url']}/" in out
+    assert f"--endpoint-microsoft-graph-resource-id {sandbox['https_url']}/graph/" in out
+    assert "az cloud set --name AzureSandbox" in out
+    assert "--resource https://communication.azure.com" in out
