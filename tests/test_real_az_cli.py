@@ -199,19 +199,10 @@ def test_notebook_02_assigns_the_role_and_lists_with_names(run: Run):
         "vm", "show", "-g", RG, "-n", "vm-tutorial", "--query", "identity.principalId", "-o", "tsv"
     ).out.strip()
     assert principal == run.facts["vm_principal"]
-    created = az.ok(
-        "role",
-        "assignment",
-        "create",
-        "--assignee-object-id",
-        principal,
-        "--assignee-principal-type",
-        "ServicePrincipal",
-        "--role",
-        ACS_OWNER,
-        "--scope",
-        acs_id,
-    )
+    assign = ("role", "assignment", "create", "--assignee-object-id", principal)
+    assign += ("--assignee-principal-type", "ServicePrincipal", "--role", ACS_OWNER)
+    assign += ("--scope", acs_id)
+    created = az.ok(*assign)
     assert created["principalId"] == principal and created["scope"].lower() == ACS_ID.lower()
     table = az(
         "role", "assignment", "list", "--scope", acs_id, "--include-inherited", "-o", "table"
@@ -223,19 +214,7 @@ def test_notebook_02_assigns_the_role_and_lists_with_names(run: Run):
     assert ACS_OWNER in table.out
     # Creating it again is idempotent: the CLI sees 409 RoleAssignmentExists and looks the
     # assignment up through Graph.
-    again = az.ok(
-        "role",
-        "assignment",
-        "create",
-        "--assignee-object-id",
-        principal,
-        "--assignee-principal-type",
-        "ServicePrincipal",
-        "--role",
-        ACS_OWNER,
-        "--scope",
-        acs_id,
-    )
+    again = az.ok(*assign)
     assert again["id"] == created["id"]
     # --assignee resolves a user principal name and an application id through Graph.
     by_upn = az.ok(
