@@ -28,6 +28,9 @@ from real_az import RealAz, ensure_cli, persona_exports
 from sandbox import client, world
 from sandbox.config import Settings
 
+# One worker runs this module, in file order (pyproject's addopts: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("real-az-cli")
+
 RG = world.RESOURCE_GROUP
 ACS_ID = world.ACS_RESOURCE_ID
 ACS_OWNER = "Communication and Email Service Owner"
