@@ -8,8 +8,9 @@ guides show, the sign-ins (device code without ``--tenant``, service principal, 
 Nothing may leave loopback: the CLI runs behind a dead proxy with the kit's loopback guard
 loaded, and the guard's log must stay empty.
 
-The tests run in file order and share one sandbox: later steps use what earlier ones made (the
-identities of notebook 01 sign in on their hosts; notebook 07 cleans up).
+Each test stands on its own on the module's sandbox and signed-in developer (pytest-xdist may
+spread them over workers, each then with its own); the notebooks' story, whose steps build on
+each other (notebook 01's identities sign in on their hosts; notebook 07 cleans up), is one test.
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from real_az import RealAz, ensure_cli, persona_exports
 
 from sandbox import client, world
 from sandbox.config import Settings
-
-# One worker runs this module, in file order (pyproject's addopts: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("real-az-cli")
 
 RG = world.RESOURCE_GROUP
 ACS_ID = world.ACS_RESOURCE_ID
@@ -55,6 +53,9 @@ class Run:
         )
         assert "registered the sandbox as cloud AzureSandbox" in done, done
         self.dev = self.persona_az("developer")
+        # No --tenant: the CLI signs in on /organizations, then lists tenants (GET /tenants)
+        # and each tenant's subscriptions, as against Azure.
+        self.accounts = self.dev.device_code_login(self.sandbox_cmd)
         self.facts: dict[str, Any] = {}
 
     @property
@@ -113,10 +114,7 @@ def _claims(token: str) -> dict[str, Any]:
 
 
 def test_plain_device_code_login_lists_the_tenant_and_its_subscription(run: Run):
-    # No --tenant: the CLI signs in on /organizations, then lists tenants (GET /tenants) and
-    # each tenant's subscriptions, as against Azure.
-    accounts = run.dev.device_code_login(run.sandbox_cmd)
-    (account,) = accounts
+    (account,) = run.accounts
     assert account["tenantId"] == world.TENANT_ID
     assert account["tenantDisplayName"] == "Contoso Sandbox"
     assert account["tenantDefaultDomain"] == world.TENANT_DOMAIN
@@ -147,7 +145,7 @@ def test_cli_token_for_acs_is_refused_aadsts65002(run: Run):
 # -- the notebooks' commands -----------------------------------------------------------------
 
 
-def test_notebook_01_enables_identities(run: Run):
+def _notebook_01_enables_identities(run: Run) -> None:
     az = run.dev
     vm = az.ok("vm", "identity", "assign", "--resource-group", RG, "--name", "vm-tutorial")
     assert vm["systemAssignedIdentity"] and vm["userAssignedIdentities"] == {}
@@ -178,7 +176,7 @@ def test_notebook_01_enables_identities(run: Run):
     )
 
 
-def test_notebook_02_assigns_the_role_and_lists_with_names(run: Run):
+def _notebook_02_assigns_the_role_and_lists_with_names(run: Run) -> None:
     az = run.dev
     # `az communication show` comes with an extension that must be downloaded: with dynamic
     # install off the CLI says so, as it would on Azure. The generic command finds the id.
@@ -345,8 +343,7 @@ def test_service_principal_sign_in_and_its_refusals(run: Run):
     assert _claims(token["accessToken"])["aud"].rstrip("/") == "https://communication.azure.com"
 
 
-@pytest.mark.parametrize("host", ["vm-tutorial", "func-tutorial"])
-def test_identity_sign_in_on_each_host(run: Run, host: str):
+def _identity_sign_in(run: Run, host: str) -> None:
     exports = persona_exports(run.sandbox_cmd, host)
     az = run.persona_az(host)
     az.extra_env = {k: v for k, v in exports.items() if k.startswith(("IDENTITY_", "AZURE_"))}
@@ -374,7 +371,7 @@ def test_identity_sign_in_on_each_host(run: Run, host: str):
 # -- notebook 07: clean up -------------------------------------------------------------------
 
 
-def test_notebook_07_cleans_up(run: Run):
+def _notebook_07_cleans_up(run: Run) -> None:
     az = run.dev
     deleted = az.ok("role", "assignment", "delete", "--ids", run.facts["role_assignment_id"])
     assert deleted is None or deleted
@@ -398,3 +395,13 @@ def test_notebook_07_cleans_up(run: Run):
     err = az.refused("identity", "show", "-g", RG, "-n", UAI)
     assert "ResourceNotFound" in err
     assert f"Microsoft.ManagedIdentity/userAssignedIdentities/{UAI}" in err
+
+
+def test_the_notebooks_commands_and_identity_sign_ins_in_order(run: Run):
+    """Notebooks 01 and 02 as the learner types them, the hosts' identities signing in with
+    what those notebooks granted, then notebook 07's clean-up: one story, so one test."""
+    _notebook_01_enables_identities(run)
+    _notebook_02_assigns_the_role_and_lists_with_names(run)
+    for host in ("vm-tutorial", "func-tutorial"):
+        _identity_sign_in(run, host)
+    _notebook_07_cleans_up(run)
