@@ -119,11 +119,12 @@ def create_apps(sandbox: Sandbox) -> tuple[Starlette, Starlette]:
     from sandbox.arm import routes as arm_routes
     from sandbox.control import routes as control_routes
     from sandbox.entra import routes as entra_routes
+    from sandbox.graph import routes as graph_routes
     from sandbox.managed_identity import routes as mi_routes
 
     https_routes = (
         control_routes.routes() + entra_routes.routes() + arm_routes.routes() + acs_routes.routes()
-    )
+    ) + graph_routes.routes()
     https = Starlette(routes=https_routes, exception_handlers=_json_errors("https"))
     mi = Starlette(routes=mi_routes.routes(), exception_handlers=_json_errors("mi"))
     for app, name in ((https, "https"), (mi, "mi")):

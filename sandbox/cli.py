@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sandbox.acs.cli_commands import add_commands as add_acs_commands
 
     add_acs_commands(sub)  # inbox, reply, fault
+    from sandbox.azcloud import add_command as add_az_cloud
+
+    add_az_cloud(sub)  # az-cloud: point a real Azure CLI at the sandbox
     return parser
 
 

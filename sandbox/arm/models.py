@@ -181,6 +181,8 @@ class ResourceManager:
                 "spendingLimit": "Off",
             },
             "authorizationSource": "RoleBased",
+            "managedByTenants": [],
+            "tags": doc.get("tags", {}),
         }
 
     def get_subscription(self, sub: str) -> dict[str, Any]:
@@ -303,11 +305,7 @@ class ResourceManager:
         }
         if host["kind"] == "functionapp":
             view["kind"] = "functionapp"
-            view["properties"] = {
-                "state": "Running",
-                "defaultHostName": f"{host['name']}.azurewebsites.net",
-                "provisioningState": "Succeeded",
-            }
+            view["properties"] = site_properties(host)
         else:
             view["properties"] = {
                 "vmId": str(uuid.uuid5(uuid.NAMESPACE_URL, host["resource_id"].lower())),
@@ -889,6 +887,58 @@ class ResourceManager:
             self.store.put("acs_resource", doc["name"], doc)
         return self.acs_view(doc)
 
+    def put_acs(self, scope: Scope, body: Any) -> tuple[int, dict[str, Any]]:
+        """Create (201) or update (200) a Communication Services resource (CommunicationServices
+        _CreateOrUpdate). An update replaces ``tags``; ``dataLocation`` cannot change. A new
+        resource gets its own keys, but the sandbox's ACS data plane answers for acs-tutorial
+        only (see sandbox/FIDELITY.md)."""
+        self.authorize(scope.id, f"{ACS_TYPE}/write")
+        group = self._group(scope.subscription, scope.group or "")
+        if not isinstance(body, dict):
+            raise _invalid_content("the body must be a JSON object")
+        location = body.get("location")
+        if not location or not isinstance(location, str):
+            raise ArmError(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
+        props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
+        data_location = props.get("dataLocation")
+        with self.store.transaction():
+            _, doc = self._find(scope)
+            if doc is not None:
+                if _norm_location(location) != _norm_location(doc["location"]):
+                    raise _location_conflict(doc["id"], doc["location"], location)
+                if data_location and str(data_location) != doc["data_location"]:
+                    # No public source for this refusal's text; code and wording our choice.
+                    raise ArmError(
+                        400,
+                        "BadRequest",
+                        "The dataLocation of an existing Communication Services resource "
+                        "cannot be changed.",
+                    )
+                doc["tags"] = _tags(body.get("tags"))
+                self.store.put("acs_resource", doc["name"], doc)
+                return 200, self.acs_view(doc)
+            if not data_location or not isinstance(data_location, str):
+                raise _invalid_content("'properties.dataLocation' is required")
+            name = scope.name or ""
+            doc = {
+                "name": name,
+                "id": f"{group['id']}/providers/{ACS_TYPE}/{name}",
+                "immutable_resource_id": str(uuid.uuid4()),
+                "location": location,
+                "data_location": data_location,
+                "tags": _tags(body.get("tags")),
+                "keys": {
+                    "primaryKey": world.new_access_key(),
+                    "secondaryKey": world.new_access_key(),
+                },
+                "sender_numbers": [],
+                "learner_phones": [],
+            }
+            self.store.put("acs_resource", name, doc)
+        return 201, self.acs_view(doc)
+
     def list_acs(self, sub: str, rg: str | None) -> list[dict[str, Any]]:
         if rg is None:
             self._subscription(sub)
@@ -904,6 +954,33 @@ class ResourceManager:
 
 
 # -- small helpers -----------------------------------------------------------------------------
+
+
+def site_properties(host: dict[str, Any]) -> dict[str, Any]:
+    """A Consumption-plan Function app's properties as App Service returns them (the spec
+    example GetWebApp.json, 2023-12-01; ``sku`` as live sites carry it): the Azure CLI's
+    ``az functionapp show`` reads ``serverFarmId`` and ``sku``."""
+    name, group = host["name"], world.RESOURCE_GROUP
+    default = f"{name}.azurewebsites.net"
+    return {
+        "state": "Running",
+        "hostNames": [default],
+        "repositorySiteName": name,
+        "usageState": "Normal",
+        "enabled": True,
+        "enabledHostNames": [default, f"{name}.scm.azurewebsites.net"],
+        "availabilityState": "Normal",
+        "serverFarmId": f"{world.GROUP_SCOPE}/providers/Microsoft.Web/serverfarms/EastUSPlan",
+        "sku": "Dynamic",
+        "reserved": True,
+        "resourceGroup": group,
+        "defaultHostName": default,
+        "httpsOnly": True,
+        "clientAffinityEnabled": False,
+        "keyVaultReferenceIdentity": "SystemAssigned",
+        "managedEnvironmentId": None,
+        "provisioningState": "Succeeded",
+    }
 
 
 def _hex(guid: str) -> str:

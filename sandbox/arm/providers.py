@@ -87,13 +87,13 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
             "2017-03-30, 2017-12-01, 2018-04-01, 2018-06-01, 2018-10-01, 2019-03-01, 2019-07-01, "
             "2019-12-01, 2020-06-01, 2020-12-01, 2021-03-01, 2021-04-01, 2021-07-01, 2021-11-01, "
             "2022-03-01, 2022-08-01, 2022-11-01, 2023-03-01, 2023-07-01, 2023-09-01, 2024-03-01, "
-            "2024-07-01, 2024-11-01, 2025-04-01"
+            "2024-07-01, 2024-11-01, 2025-04-01, 2026-04-01"
         ),
         tuple(PUBLIC_REGIONS),
         NO_PROVIDER,
         "Azure/azure-cli#7533 (live list to 2018-06-01); Azure/azure-rest-api-specs#27695 (live "
         "Compute list to 2024-03-01); specification/compute/.../Compute/readme.md (2024-07-01, "
-        "2024-11-01, 2025-04-01)",
+        "2024-11-01, 2025-04-01); Azure/azure-cli 2.91.0 aaz vm show/update send 2026-04-01",
     ),
     ResourceType(
         "Microsoft.Web",
@@ -101,13 +101,13 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         _versions(
             "2015-08-01, 2016-08-01, 2018-02-01, 2018-11-01, 2019-08-01, 2020-06-01, 2020-09-01, "
             "2020-10-01, 2020-12-01, 2021-01-01, 2021-01-15, 2021-02-01, 2021-03-01, 2022-03-01, "
-            "2022-09-01, 2023-01-01, 2023-12-01, 2024-04-01, 2024-11-01, 2025-03-01"
+            "2022-09-01, 2023-01-01, 2023-12-01, 2024-04-01, 2024-11-01, 2025-03-01, 2025-05-01"
         ),
         tuple(PUBLIC_REGIONS),
         NO_PROVIDER,
         "Azure/azure-resource-manager-schemas#2037 (Microsoft.Web/sites/* to 2021-02-01); "
         "specification/web/resource-manager/Microsoft.Web/AppService stable folders "
-        "(2021-03-01 to 2025-03-01)",
+        "(2021-03-01 to 2025-03-01); azure-mgmt-web 11.0.0 (Azure CLI 2.91.0) sends 2025-05-01",
     ),
     ResourceType(
         "Microsoft.ManagedIdentity",

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from sandbox import audit, world
 from sandbox.app import sandbox_of
-from sandbox.arm import providers
+from sandbox.arm import discovery, providers
 from sandbox.arm.headers import RateBuckets, arm_headers
 from sandbox.arm.models import (
     ACS_TYPE,
@@ -188,6 +188,9 @@ async def _resource(
             return Response(status_code=200 if rm.delete_uai(scope) else 204)
     if rtype == ACS_TYPE.lower() and method == "PATCH":
         return _ok(rm.patch_acs(scope, await _body(request)))
+    if rtype == ACS_TYPE.lower() and method == "PUT":
+        status, body = rm.put_acs(scope, await _body(request))
+        return _ok(body, status)
     rm._canonical_type(scope)  # unknown types answer InvalidResourceType, not 405
     raise _not_supported(method)
 
@@ -323,8 +326,11 @@ async def _serve(request: Request, caller: Caller) -> Response:
     path = request.url.path
     audit.note(request, caller=caller.name, principal_id=caller.object_id, credential="bearer")
     try:
-        _check_api_version(request, path)
-        response = await _dispatch(rm, request, path)
+        found = await discovery.serve(rm, request, path, _body)
+        if found is None:
+            _check_api_version(request, path)
+            found = await _dispatch(rm, request, path)
+        response = found
     except ArmError as e:
         decision = "refused" if e.status in (401, 403) else "failed"
         audit.note(
@@ -340,4 +346,6 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/subscriptions", arm, methods=["GET"]),
         Route("/subscriptions/{rest:path}", arm, methods=methods),
+        Route("/tenants", arm, methods=["GET"]),
+        *discovery.routes(),
     ]

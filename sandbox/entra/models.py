@@ -543,7 +543,9 @@ class Entra:
         )
 
     def _check_resource(self, tenant: Tenant, key: str, resource: str) -> None:
-        if key not in KNOWN_RESOURCES:
+        # Graph's identifier in the sandbox cloud is also where it is served (sandbox/graph/),
+        # as in a sovereign cloud, so a real Azure CLI registered to the sandbox can reach it.
+        if key not in KNOWN_RESOURCES and key != normalize_resource(f"{self.https_url}/graph"):
             raise EntraError(
                 400,
                 "invalid_resource",
