@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup tutorial test sandbox-stop lint clean site
+.PHONY: setup tutorial author test sandbox-stop lint clean site
 
 setup: $(STAMP)
 
@@ -22,6 +22,12 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 tutorial: $(STAMP)
 	$(PY) -m sandbox start
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(JUPYTER_ARGS)
+
+# For authors: the notebook sources (tools/notebooks/*.md, MyST) in JupyterLab. Right-click one,
+# Open With > Notebook: jupytext (installed by setup) runs it as a notebook and saves the same text.
+author: $(STAMP)
+	$(PY) -m sandbox start
+	$(VENV)/bin/jupyter lab --notebook-dir=tools/notebooks $(ALLOW_ROOT) $(JUPYTER_ARGS)
 
 # Two workers fit a 2-core machine; each notebook test runs its own kernel and sandbox.
 PYTEST_WORKERS ?= 2
