@@ -12,6 +12,7 @@ subscription behind the learner's back; it only says which notebooks to do first
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -93,11 +94,17 @@ def sign_in_developer(
 
     with target.acting_as("developer"):
         # A token, not just `az account show`: a profile whose sign-in no longer works fails.
+        # Not being signed in is the expected answer here, not a warning for the notebook.
+        identity_log = logging.getLogger("azure.identity")
+        level = identity_log.level
+        identity_log.setLevel(logging.ERROR)
         try:
             (credential or DeveloperToken()).get_token(target.ARM_SCOPE)
             return False
         except ClientAuthenticationError:
             pass
+        finally:
+            identity_log.setLevel(level)
         env = dict(os.environ)
         login = signin.AzLogin()
         try:

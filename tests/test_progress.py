@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -116,3 +117,11 @@ def test_catch_up_asks_az_once_per_token_not_once_per_client(kit):
     with runs_of_az() as again:
         helpers.catch_up(through=2, quiet=True)
     assert len(again) == 1, again
+
+
+def test_catch_up_shows_only_its_message(kit, capsys, caplog):
+    """In a notebook a warning is an output (on stderr): "not signed in yet" is no warning."""
+    message = helpers.catch_up(through=2)  # the kit fixture signed the developer out
+    assert capsys.readouterr().out == message + "\n"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == []
