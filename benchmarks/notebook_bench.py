@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['notebook']:32} FAILED: {r['error']}")
             continue
         mark = "" if r["run_all"] <= TARGET_EACH else f"  > {TARGET_EACH:.0f} s target"
-        print(f"{r['notebook']:32} {r['run_all']:7.1f}s {r['kernel']:6.1f}s {r['wall']:7.1f}s{mark}")
+        times = f"{r['run_all']:7.1f}s {r['kernel']:6.1f}s {r['wall']:7.1f}s"
+        print(f"{r['notebook']:32} {times}{mark}")
         for cell in sorted(r["cells"], key=lambda c: -c["seconds"])[: args.slowest]:
             print(f"    cell {cell['index']:3d} {cell['seconds']:6.2f}s  {cell['first_line'][:60]}")
     done = [r for r in results if "error" not in r]
