@@ -60,32 +60,41 @@ def _az(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.Comp
     )
 
 
-class DeveloperToken:
-    """The developer's ``AzureCliCredential``, asked once per scope while its token is valid.
+class SharedToken:
+    """A credential whose token several clients share while it is valid (by default the
+    developer's ``AzureCliCredential``).
 
-    azure-identity's ``AzureCliCredential`` keeps no cache: every token it gives runs ``az``, a
-    new process (half a second or more), and every management client asks for its own. A
-    catch-up uses three clients, so sharing one token saves a set-up cell two runs of ``az``.
-    Create and use it as the developer (``acting_as("developer")``): it finds ``az`` on PATH.
+    azure-identity's ``AzureCliCredential`` keeps no cache (nor does ``DefaultAzureCredential``
+    when the CLI answers): every token it gives runs ``az``, a new process (half a second or
+    more), and every management client asks for its own. A catch-up or a self-check uses
+    three clients, so sharing one token saves two runs of ``az``. Create and use it as the
+    developer (``acting_as("developer")``): ``AzureCliCredential`` finds ``az`` on PATH.
     """
 
-    def __init__(self) -> None:
-        from azure.identity import AzureCliCredential
+    def __init__(self, credential: Any = None) -> None:
+        if credential is None:
+            from azure.identity import AzureCliCredential
 
-        self._cli = AzureCliCredential()
+            credential = AzureCliCredential()
+        self._credential = credential
         self._tokens: dict[tuple[str, ...], Any] = {}
+
+    @classmethod
+    def of(cls, credential: Any) -> SharedToken:
+        """``credential`` shared, unless it already is."""
+        return credential if isinstance(credential, cls) else cls(credential)
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         if kwargs.get("claims"):  # a claims challenge wants a new token, never a cached one
-            return self._cli.get_token(*scopes, **kwargs)
+            return self._credential.get_token(*scopes, **kwargs)
         token = self._tokens.get(scopes)
         if token is None or token.expires_on < time.time() + 300:
-            token = self._tokens[scopes] = self._cli.get_token(*scopes, **kwargs)
+            token = self._tokens[scopes] = self._credential.get_token(*scopes, **kwargs)
         return token
 
 
 def sign_in_developer(
-    kit: target.Kit, timeout: float = 30, credential: DeveloperToken | None = None
+    kit: target.Kit, timeout: float = 30, credential: SharedToken | None = None
 ) -> bool:
     """Sign the developer in to the sandbox's ``az`` if needed (device code, approved through the
     control API as a facilitator would). Returns True when a sign-in happened. ``credential``
@@ -99,7 +108,7 @@ def sign_in_developer(
         level = identity_log.level
         identity_log.setLevel(logging.ERROR)
         try:
-            (credential or DeveloperToken()).get_token(target.ARM_SCOPE)
+            (credential or SharedToken()).get_token(target.ARM_SCOPE)
             return False
         except ClientAuthenticationError:
             pass
@@ -214,7 +223,7 @@ def catch_up(through: int, quiet: bool = False) -> str:
         )
     else:
         with target.acting_as("developer"):
-            credential = DeveloperToken()  # one az token for the check and every client
+            credential = SharedToken()  # one az token for the check and every client
             sign_in_developer(kit, credential=credential)
             if through >= 1:
                 principals = enable_identities(kit, credential)

@@ -125,3 +125,18 @@ def test_catch_up_shows_only_its_message(kit, capsys, caplog):
     assert capsys.readouterr().out == message + "\n"
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == []
+
+
+def test_a_self_check_asks_az_once_for_its_three_clients(kit):
+    """Notebook 2's check, with the notebook's own DefaultAzureCredential (the CLI answers)."""
+    from azure.identity import DefaultAzureCredential
+
+    from helpers import checks
+
+    helpers.catch_up(through=2, quiet=True)
+    with helpers.acting_as("developer"):
+        credential = DefaultAzureCredential()
+        credential.get_token(helpers.target.ARM_SCOPE)  # the chain has found the CLI
+        with runs_of_az() as ran:
+            checks.roles_assigned(kit, credential)
+    assert len(ran) == 1, ran

@@ -34,7 +34,7 @@ kit = helpers.setup()
 kit.sandbox.call("POST", "/_sandbox/reset")
 helpers.catch_up(through=2, quiet=True)
 with helpers.acting_as("developer"):
-    principals = progress.enable_identities(kit, progress.DeveloperToken())
+    principals = progress.enable_identities(kit, progress.SharedToken())
 helpers.act_as("vm-tutorial")
 credential = ManagedIdentityCredential()""",
     "widgets.sms_composer(SmsClient(kit.acs_endpoint, credential), kit)",
