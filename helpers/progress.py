@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from helpers import signin, target
@@ -93,6 +94,15 @@ class SharedToken:
         return token
 
 
+def _az_profile_exists(kit: target.Kit) -> bool:
+    """Whether the sandbox's ``az`` keeps a sign-in at all. A fresh or reset sandbox has none,
+    so asking ``az`` for a token (a process of its own) can only fail: every set-up cell of a
+    notebook run in a fresh sandbox saves that run."""
+    from sandbox.config import Settings
+
+    return Settings(state_dir=Path(kit.status["state_dir"])).azcli_dir.exists()
+
+
 def sign_in_developer(
     kit: target.Kit, timeout: float = 30, credential: SharedToken | None = None
 ) -> bool:
@@ -102,18 +112,19 @@ def sign_in_developer(
     from azure.core.exceptions import ClientAuthenticationError
 
     with target.acting_as("developer"):
-        # A token, not just `az account show`: a profile whose sign-in no longer works fails.
-        # Not being signed in is the expected answer here, not a warning for the notebook.
-        identity_log = logging.getLogger("azure.identity")
-        level = identity_log.level
-        identity_log.setLevel(logging.ERROR)
-        try:
-            (credential or SharedToken()).get_token(target.ARM_SCOPE)
-            return False
-        except ClientAuthenticationError:
-            pass
-        finally:
-            identity_log.setLevel(level)
+        if _az_profile_exists(kit):
+            # A token, not just `az account show`: a profile whose sign-in no longer works
+            # fails. Not signed in is the expected answer here, not a warning for the notebook.
+            identity_log = logging.getLogger("azure.identity")
+            level = identity_log.level
+            identity_log.setLevel(logging.ERROR)
+            try:
+                (credential or SharedToken()).get_token(target.ARM_SCOPE)
+                return False
+            except ClientAuthenticationError:
+                pass
+            finally:
+                identity_log.setLevel(level)
         env = dict(os.environ)
         login = signin.AzLogin()
         try:

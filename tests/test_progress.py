@@ -110,8 +110,7 @@ def test_catch_up_asks_az_once_per_token_not_once_per_client(kit):
         helpers.catch_up(through=2, quiet=True)  # the kit fixture signed the developer out
     words = [re.search(r"(?:^|[\s/])az\s+(\S+)\s+(\S+)", c).groups() for c in fresh]
     assert words == [
-        ("account", "get-access-token"),  # not signed in yet
-        ("login", "--use-device-code"),
+        ("login", "--use-device-code"),  # no az profile yet: nothing to check first
         ("account", "get-access-token"),  # the one token every client uses
     ], fresh
     with runs_of_az() as again:
