@@ -16,7 +16,7 @@ UV_VERSION := $(shell sed -n 's/^uv==\([^ ;]*\).*/\1/p' $(LOCK))
 UV_HOME := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/acs-mi-kit/uv-$(UV_VERSION)
 UV      := $(UV_HOME)/bin/uv
 
-.PHONY: setup lock tutorial test sandbox-stop lint clean site
+.PHONY: setup lock tutorial author test sandbox-stop lint clean site
 
 setup: $(STAMP)
 
@@ -58,6 +58,12 @@ JUPYTER_APP ?= lab
 tutorial: $(STAMP)
 	$(PY) -m sandbox start
 	$(VENV)/bin/jupyter $(JUPYTER_APP) --notebook-dir=notebooks $(ALLOW_ROOT) $(JUPYTER_ARGS)
+
+# For authors: the notebook sources (tools/notebooks/*.md, MyST) in JupyterLab. Right-click one,
+# Open With > Notebook: jupytext (installed by setup) runs it as a notebook and saves the same text.
+author: $(STAMP)
+	$(PY) -m sandbox start
+	$(VENV)/bin/jupyter lab --notebook-dir=tools/notebooks $(ALLOW_ROOT) $(JUPYTER_ARGS)
 
 # Two workers fit a 2-core machine; each notebook test runs its own kernel and sandbox.
 # loadgroup keeps the tests of one real room (tests/test_room.py) on one worker: one hub.

@@ -111,6 +111,7 @@ def _mgmt(kit: target.Kit, credential: Any) -> tuple[Any, Any, Any]:
     from azure.mgmt.resource.resources import ResourceManagementClient
 
     kwargs = target.mgmt_client_kwargs()
+    credential = progress.SharedToken.of(credential)  # one token for the three clients
     return (
         ResourceManagementClient(credential, kit.subscription_id, **kwargs),
         ManagedServiceIdentityClient(credential, kit.subscription_id, **kwargs),
@@ -239,6 +240,7 @@ def roles_assigned(kit: target.Kit, credential: Any) -> Report:
     """Notebook 2: each identity holds a data-plane role on the ACS resource, ideally the
     narrowest one, and the broader roles are flagged."""
     report = Report("Role assignments on acs-tutorial")
+    credential = progress.SharedToken.of(credential)  # both reads share one token
     p = _principals(kit, credential)
     roles = _roles_by_principal(kit, credential)
     for key, label in (
@@ -441,6 +443,7 @@ def troubleshooting(kit: target.Kit, since: int) -> Report:
 def cleaned_up(kit: target.Kit, credential: Any) -> Report:
     """Notebook 7: nothing the tutorial granted or enabled is left."""
     report = Report("Clean-up")
+    credential = progress.SharedToken.of(credential)  # both reads share one token
     p = _principals(kit, credential)
     roles = _roles_by_principal(kit, credential)
     report.add(p["vm"] is None, "vm-tutorial has no system-assigned identity", "Run step 3.")

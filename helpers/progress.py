@@ -12,10 +12,13 @@ subscription behind the learner's back; it only says which notebooks to do first
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from helpers import signin, target
@@ -58,14 +61,71 @@ def _az(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.Comp
     )
 
 
-def sign_in_developer(kit: target.Kit, timeout: float = 30) -> bool:
+class SharedToken:
+    """A credential whose token several clients share while it is valid (by default the
+    developer's ``AzureCliCredential``).
+
+    azure-identity's ``AzureCliCredential`` keeps no cache (nor does ``DefaultAzureCredential``
+    when the CLI answers): every token it gives runs ``az``, a new process (half a second or
+    more), and every management client asks for its own. A catch-up or a self-check uses
+    three clients, so sharing one token saves two runs of ``az``. Create and use it as the
+    developer (``acting_as("developer")``): ``AzureCliCredential`` finds ``az`` on PATH.
+    """
+
+    def __init__(self, credential: Any = None) -> None:
+        if credential is None:
+            from azure.identity import AzureCliCredential
+
+            credential = AzureCliCredential()
+        self._credential = credential
+        self._tokens: dict[tuple[str, ...], Any] = {}
+
+    @classmethod
+    def of(cls, credential: Any) -> SharedToken:
+        """``credential`` shared, unless it already is."""
+        return credential if isinstance(credential, cls) else cls(credential)
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        if kwargs.get("claims"):  # a claims challenge wants a new token, never a cached one
+            return self._credential.get_token(*scopes, **kwargs)
+        token = self._tokens.get(scopes)
+        if token is None or token.expires_on < time.time() + 300:
+            token = self._tokens[scopes] = self._credential.get_token(*scopes, **kwargs)
+        return token
+
+
+def _az_profile_exists(kit: target.Kit) -> bool:
+    """Whether the sandbox's ``az`` keeps a sign-in at all. A fresh or reset sandbox has none,
+    so asking ``az`` for a token (a process of its own) can only fail: every set-up cell of a
+    notebook run in a fresh sandbox saves that run."""
+    from sandbox.config import Settings
+
+    return Settings(state_dir=Path(kit.status["state_dir"])).azcli_dir.exists()
+
+
+def sign_in_developer(
+    kit: target.Kit, timeout: float = 30, credential: SharedToken | None = None
+) -> bool:
     """Sign the developer in to the sandbox's ``az`` if needed (device code, approved through the
-    control API as a facilitator would). Returns True when a sign-in happened."""
+    control API as a facilitator would). Returns True when a sign-in happened. ``credential``
+    (the caller's, to reuse the token it gets) checks whether the sign-in still works."""
+    from azure.core.exceptions import ClientAuthenticationError
+
     with target.acting_as("developer"):
+        if _az_profile_exists(kit):
+            # A token, not just `az account show`: a profile whose sign-in no longer works
+            # fails. Not signed in is the expected answer here, not a warning for the notebook.
+            identity_log = logging.getLogger("azure.identity")
+            level = identity_log.level
+            identity_log.setLevel(logging.ERROR)
+            try:
+                (credential or SharedToken()).get_token(target.ARM_SCOPE)
+                return False
+            except ClientAuthenticationError:
+                pass
+            finally:
+                identity_log.setLevel(level)
         env = dict(os.environ)
-        # A token, not just `az account show`: a profile whose sign-in no longer works fails.
-        if _az(env, "account", "get-access-token", "--output", "json").returncode == 0:
-            return False
         login = signin.AzLogin()
         try:
             login.start(env)
@@ -173,12 +233,10 @@ def catch_up(through: int, quiet: bool = False) -> str:
             f"done notebooks 0-{through} first (" + "; ".join(done) + ")."
         )
     else:
-        sign_in_developer(kit)
-        if through >= 1:
-            from azure.identity import AzureCliCredential
-
-            with target.acting_as("developer"):
-                credential = AzureCliCredential()
+        with target.acting_as("developer"):
+            credential = SharedToken()  # one az token for the check and every client
+            sign_in_developer(kit, credential=credential)
+            if through >= 1:
                 principals = enable_identities(kit, credential)
                 if through >= 2:
                     assign_roles(kit, credential, principals)

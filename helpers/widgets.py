@@ -45,7 +45,13 @@ def _error_text(error: BaseException) -> str:
 
 
 class KitWidget(w.VBox):
-    """A VBox with a one-line text form for saved notebooks and static exports."""
+    """A VBox with a one-line text form for saved notebooks and static exports.
+
+    Made for the keyboard and screen readers (tests/browser/test_accessibility.py): every
+    control has a description, which ipywidgets renders as its label; buttons say what they do
+    in words and carry no icon (an icon's glyph is read out as part of the button's name); the
+    controls come in the order they are read, which is the order Tab visits them.
+    """
 
     summary = "widget"
     result: w.HTML
@@ -76,8 +82,10 @@ class TokenInspector(KitWidget):
     def __init__(self, credential: Any, scope: str = ACS_SCOPE) -> None:
         self.credential = credential
         self.claims: dict[str, Any] | None = None
-        self.scope = w.Text(value=scope, description="scope", layout=w.Layout(width="60%"))
-        self.button = w.Button(description="Get token", icon="key")
+        self.scope = w.Text(
+            value=scope, description="scope", placeholder="", layout=w.Layout(width="60%")
+        )
+        self.button = w.Button(description="Get token", tooltip="Ask the credential for a token")
         self.result = w.HTML()
         self.on_click(self.button, self.fetch)
         super().__init__([w.HBox([self.scope, self.button]), self.result])
@@ -153,8 +161,13 @@ class CredentialChainExplorer(KitWidget):
         start = kit.persona if on_sandbox and kit.persona in PERSONAS else options[0]
         self.persona = w.Dropdown(options=options, value=start, description="run as")
         self.persona.disabled = not on_sandbox
-        self.scope = w.Text(value=ACS_SCOPE, description="scope", layout=w.Layout(width="60%"))
-        self.button = w.Button(description="Ask DefaultAzureCredential", icon="search")
+        self.scope = w.Text(
+            value=ACS_SCOPE, description="scope", placeholder="", layout=w.Layout(width="60%")
+        )
+        self.button = w.Button(
+            description="Ask DefaultAzureCredential",
+            tooltip="Run the chain as the chosen persona",
+        )
         self.button.layout.width = "auto"
         self.result = w.HTML()
         self.outcome: dict[str, Any] | None = None
@@ -255,13 +268,19 @@ class RoleSwitch(KitWidget):
         self.run_as = run_as
         self.role = role
         self.admin_credential = admin_credential
-        self.granted = w.ToggleButtons(
+        # Radio buttons, not toggle buttons: a screen reader says which one is chosen (a
+        # toggle button's state is only its colour), and arrow keys move the choice.
+        self.granted = w.RadioButtons(
             options=[("no role", False), (f"{role} on {kit.acs_name}", True)],
             value=False,
             description="role",
         )
-        self.apply_button = w.Button(description="Apply", icon="check")
-        self.try_button = w.Button(description="Try the call", icon="play")
+        self.apply_button = w.Button(
+            description="Apply", tooltip="Grant or remove the role as chosen"
+        )
+        self.try_button = w.Button(
+            description="Try the call", tooltip="create_user() as the principal"
+        )
         self.status = w.HTML()
         self.result = w.HTML()
         self.on_click(self.apply_button, self.apply, self.status)
@@ -396,11 +415,16 @@ class IdentityExplorer(KitWidget):
         self.scopes = {
             s: w.Checkbox(value=s == "chat", description=s, indent=False) for s in self.SCOPES
         }
-        self.expiry = w.IntSlider(
+        # A number field, not a slider: its label names it for a screen reader (ipywidgets'
+        # slider handle has none), and it takes typed values and the arrow keys alike.
+        self.expiry = w.BoundedIntText(
             value=1440, min=60, max=1440, step=30, description="expires in (min)"
         )
         self.expiry.style.description_width = "initial"
-        self.button = w.Button(description="Create user and token", icon="user-plus")
+        self.button = w.Button(
+            description="Create user and token",
+            tooltip="create_user_and_token() with these scopes and lifetime",
+        )
         self.button.layout.width = "auto"
         self.result = w.HTML()
         self.issued: dict[str, Any] | None = None
@@ -452,9 +476,11 @@ class SmsComposer(KitWidget):
         senders = kit.status.get("sender_numbers") or [kit.sender]
         self.sender = w.Dropdown(options=list(senders), value=kit.sender, description="from")
         self.to = w.Combobox(options=list(kit.phones), value=kit.phone, description="to")
-        self.message = w.Textarea(value="Hello from a managed identity!", description="message")
+        self.message = w.Textarea(
+            value="Hello from a managed identity!", description="message", placeholder=""
+        )
         self.report = w.Checkbox(value=True, description="delivery report")
-        self.button = w.Button(description="Send", icon="paper-plane")
+        self.button = w.Button(description="Send", tooltip="SmsClient.send()")
         self.result = w.HTML()
         self.sent: list[Any] = []
         self.on_click(self.button, self.send)

@@ -128,6 +128,7 @@ def test_every_pattern_is_read_and_valid():
         ("iat 2026-11-27 09:53:04 UTC", "iat DATETIME"),
         ("'expiresOn': '2026-11-28T09:53:04.1234567+00:00'", "'expiresOn': 'DATETIME'"),
         ("Fri, 27 Nov 2026 09:53:04 GMT", "RFC1123-DATE"),
+        ('(Tue, 01 Dec<tspan x="112" dy="14">2026 23:29:48 GMT) is', "(RFC1123-DATE) is"),
         ("{'exp': 1795773182, 'nbf': 1795773182}", "{'exp': EPOCH, 'nbf': EPOCH}"),
         ("(expires in 89 min)", "(expires in N min)"),
         ("in about 12 seconds, took 3.5 s, 120 ms", "in about N seconds, took N s, N ms"),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import sys
+from contextlib import contextmanager
 
 from azure.identity import AzureCliCredential
 from azure.mgmt.authorization import AuthorizationManagementClient
@@ -73,3 +77,65 @@ def test_azure_target_changes_nothing(kit, monkeypatch):
     monkeypatch.setattr(kit, "target", "azure")
     message = helpers.catch_up(through=2, quiet=True)
     assert "changes nothing" in message and "notebooks 0-2" in message
+
+
+_AZ = re.compile(r"(^|[\s/])az\s")
+_started: list[list[str]] = []
+
+
+def _record(event: str, args: tuple) -> None:
+    if event == "subprocess.Popen" and _started:
+        _started[-1].append(" ".join(map(str, args[1] if isinstance(args[1], list) else [args[1]])))
+
+
+sys.addaudithook(_record)  # hooks stay for the process; it records only inside runs_of_az()
+
+
+@contextmanager
+def runs_of_az():
+    """Every ``az`` process this process starts inside the block (Python's audit events)."""
+    found: list[str] = []
+    _started.append(found)
+    try:
+        yield found
+    finally:
+        _started.remove(found)
+        found[:] = [cmd for cmd in found if _AZ.search(cmd + " ")]
+
+
+def test_catch_up_asks_az_once_per_token_not_once_per_client(kit):
+    """Each az run is a new process (AzureCliCredential caches nothing); the three management
+    clients of a catch-up share the developer's one token, which is also the sign-in check."""
+    with runs_of_az() as fresh:
+        helpers.catch_up(through=2, quiet=True)  # the kit fixture signed the developer out
+    words = [re.search(r"(?:^|[\s/])az\s+(\S+)\s+(\S+)", c).groups() for c in fresh]
+    assert words == [
+        ("login", "--use-device-code"),  # no az profile yet: nothing to check first
+        ("account", "get-access-token"),  # the one token every client uses
+    ], fresh
+    with runs_of_az() as again:
+        helpers.catch_up(through=2, quiet=True)
+    assert len(again) == 1, again
+
+
+def test_catch_up_shows_only_its_message(kit, capsys, caplog):
+    """In a notebook a warning is an output (on stderr): "not signed in yet" is no warning."""
+    message = helpers.catch_up(through=2)  # the kit fixture signed the developer out
+    assert capsys.readouterr().out == message + "\n"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == []
+
+
+def test_a_self_check_asks_az_once_for_its_three_clients(kit):
+    """Notebook 2's check, with the notebook's own DefaultAzureCredential (the CLI answers)."""
+    from azure.identity import DefaultAzureCredential
+
+    from helpers import checks
+
+    helpers.catch_up(through=2, quiet=True)
+    with helpers.acting_as("developer"):
+        credential = DefaultAzureCredential()
+        credential.get_token(helpers.target.ARM_SCOPE)  # the chain has found the CLI
+        with runs_of_az() as ran:
+            checks.roles_assigned(kit, credential)
+    assert len(ran) == 1, ran

@@ -1,14 +1,18 @@
-"""Build the tutorial notebooks from their readable sources, and optionally run them.
+"""Build the tutorial notebooks from their sources, and optionally run them.
 
-Sources live in ``tools/notebooks/NN-name.md`` as MyST-style Markdown: prose is Markdown, a cell
-of code is a fenced block opened with ```` ```{code-cell} ipython3 ```` (an option line such as
-``:tags: [raises-exception]`` may follow), and a line holding only ``+++`` splits two Markdown
-cells. Writing prose as prose keeps reviews readable and lets one script add the navigation
+Sources live in ``tools/notebooks/NN-name.md`` as MyST Markdown notebooks, jupytext's
+``md:myst`` format: a YAML front matter (kernel, format), prose as Markdown, a code cell as a
+fenced block opened with ```` ```{code-cell} ipython3 ```` (an option line such as
+``:tags: [raises-exception]`` may follow), and a line holding only ``+++`` splitting two
+Markdown cells. jupytext reads them, so the same file opens as a notebook in JupyterLab (right
+click, *Open With → Notebook*; ``make author``) and an edit saved there comes back as the same
+text. Writing prose as prose keeps reviews readable and lets this script add the navigation
 links, so the series' order lives in one place (``SERIES`` below).
 
     python tools/build_notebooks.py              # write notebooks/*.ipynb (outputs cleared)
     python tools/build_notebooks.py --execute    # ... and run each in its own fresh sandbox
     python tools/build_notebooks.py --execute 05 # only the notebooks whose name starts with 05
+    python tools/build_notebooks.py --format-sources  # rewrite sources in jupytext's own form
 
 Executing gives every notebook a new state folder and free ports (as the nbval runner does), so
 they can run in parallel, and stops that sandbox afterwards. Outputs are then committed.
@@ -27,8 +31,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jupytext
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_markdown_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the sandbox package
 from tools.notebook_env import notebook_env  # noqa: E402 - needs the line above
@@ -49,48 +54,31 @@ SERIES = [
     ("07-clean-up", "Clean up"),
 ]
 
-_CODE_OPEN = re.compile(r"^```\{code-cell\}")
-_OPTION = re.compile(r"^:(\w[\w-]*):\s*(.*)$")
 NAV_MARK = "<!-- NAVIGATION -->"
+SOURCE_FORMAT = "md:myst"  # jupytext's MyST Markdown notebooks
+LEXER = "ipython3"  # named on every code cell: ```{code-cell} ipython3
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def read_source(text: str) -> nbformat.NotebookNode:
+    """A source as jupytext reads it: the notebook JupyterLab shows when it opens the file."""
+    return jupytext.reads(text, fmt=SOURCE_FORMAT)
 
 
 def parse(text: str) -> list:
-    """Cells from a MyST-style source (see the module docstring)."""
-    cells, prose, lines = [], [], text.splitlines()
+    """The cells of a source (Markdown and code; a code cell's tags in its metadata)."""
+    return read_source(text).cells
 
-    def flush_prose() -> None:
-        body = "\n".join(prose).strip("\n")
-        if body.strip():
-            cells.append(new_markdown_cell(body))
-        prose.clear()
 
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if _CODE_OPEN.match(line):
-            flush_prose()
-            i += 1
-            tags: list[str] = []
-            while i < len(lines) and _OPTION.match(lines[i]):
-                name, value = _OPTION.match(lines[i]).groups()
-                if name == "tags":
-                    tags = [t.strip() for t in value.strip("[]").split(",") if t.strip()]
-                i += 1
-            code = []
-            while i < len(lines) and lines[i].rstrip() != "```":
-                code.append(lines[i])
-                i += 1
-            cell = new_code_cell("\n".join(code).strip("\n"))
-            if tags:
-                cell.metadata["tags"] = tags
-            cells.append(cell)
-        elif line.strip() == "+++":
-            flush_prose()
-        else:
-            prose.append(line)
-        i += 1
-    flush_prose()
-    return cells
+def canonical_source(text: str) -> str:
+    """The source as jupytext writes it, with the front matter that names kernel and format.
+
+    A source in this form reads and writes back to the same text, so saving it from JupyterLab
+    changes only what was edited.
+    """
+    nb = read_source(text)
+    nb.metadata = {"jupytext": {"default_lexer": LEXER}, "kernelspec": dict(KERNELSPEC)}
+    return jupytext.writes(nb, fmt=SOURCE_FORMAT)
 
 
 def navigation(index: int) -> str:
@@ -105,7 +93,8 @@ def navigation(index: int) -> str:
     return f"{NAV_MARK}\n" + " · ".join(parts)
 
 
-def build(index: int) -> Path:
+def build(index: int, out: Path = NOTEBOOKS) -> Path:
+    """Write ``out/NN-name.ipynb`` from its source, with the navigation; outputs empty."""
     stem, _ = SERIES[index]
     cells = parse((SOURCES / f"{stem}.md").read_text())
     nav = navigation(index)
@@ -115,18 +104,31 @@ def build(index: int) -> Path:
     for n, cell in enumerate(cells):
         cell["id"] = f"{stem[:2]}-{n:03d}"  # stable ids keep diffs small
     nb = new_notebook(cells=cells)
-    nb.metadata = {
-        "kernelspec": {
-            "display_name": "Python 3 (ipykernel)",
-            "language": "python",
-            "name": "python3",
-        },
-        "language_info": {"name": "python"},
-    }
-    path = NOTEBOOKS / f"{stem}.ipynb"
+    # The built notebook is not paired with its source: only the kernel and language stay.
+    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
+    path = out / f"{stem}.ipynb"
     nbformat.validate(nb)
     nbformat.write(nb, path)
     return path
+
+
+def format_code(paths: list[Path]) -> None:
+    """The project's formatter has the last word on code cells (ruff reads notebooks too)."""
+    ruff = Path(sys.executable).with_name("ruff")
+    if paths and ruff.exists():
+        subprocess.run([str(ruff), "format", "--quiet", *map(str, paths)], check=True)
+
+
+def format_sources(stems: list[str]) -> list[Path]:
+    """Rewrite each source in jupytext's own form (front matter added); the changed ones."""
+    changed = []
+    for stem in stems:
+        path = SOURCES / f"{stem}.md"
+        text = path.read_text()
+        if (canonical := canonical_source(text)) != text:
+            path.write_text(canonical)
+            changed.append(path)
+    return changed
 
 
 # What must never appear in a committed output: a JWT, an unmasked access key, a long run of
@@ -215,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("only", nargs="*", help="build only notebooks whose name starts so")
     parser.add_argument("--execute", action="store_true", help="run them and keep the outputs")
     parser.add_argument("--jobs", type=int, default=2, help="notebooks run at the same time")
+    parser.add_argument(
+        "--format-sources",
+        action="store_true",
+        help="first rewrite the chosen sources in jupytext's form (front matter, spacing)",
+    )
     args = parser.parse_args(argv)
 
     chosen = [
@@ -223,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         if (SOURCES / f"{stem}.md").exists()
         and (not args.only or any(stem.startswith(o) for o in args.only))
     ]
+    if args.format_sources:
+        for path in format_sources([SERIES[i][0] for i in chosen]):
+            print(f"formatted {path.relative_to(REPO)}")
     paths = [build(i) for i in chosen]
-    # The project's formatter has the last word on code cells (ruff reads notebooks too).
-    ruff = Path(sys.executable).with_name("ruff")
-    if paths and ruff.exists():
-        subprocess.run([str(ruff), "format", "--quiet", *map(str, paths)], check=True)
+    format_code(paths)
     for p in paths:
         print(f"wrote {p.relative_to(REPO)}")
     if not args.execute:

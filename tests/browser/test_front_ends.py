@@ -159,13 +159,13 @@ def test_role_switch_call_refused_then_allowed_then_refused(jupyter: JupyterUI):
     switch.get_by_role("button", name="Try the call").click()
     expect(result).to_contain_text("✗ refused (401")
 
-    switch.get_by_role("button", name=re.compile(r"^Contributor on ")).click()
+    switch.get_by_role("radio", name=re.compile(r"^Contributor on ")).check()
     switch.get_by_role("button", name="Apply").click()
     expect(status).to_contain_text("✓ Contributor on acs-tutorial granted.")
     switch.get_by_role("button", name="Try the call").click()
     expect(result).to_contain_text("✓ allowed: create_user()")
 
-    switch.get_by_role("button", name="no role").click()
+    switch.get_by_role("radio", name="no role").check()
     switch.get_by_role("button", name="Apply").click()
     expect(status).to_contain_text("removed")
     switch.get_by_role("button", name="Try the call").click()
