@@ -7,6 +7,7 @@ grant roles); the developer, signed in by device code, is Owner of the subscript
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import urllib.error
 import urllib.request
@@ -182,6 +183,11 @@ def test_expired_token_is_refused(sandbox, control, sp_credential):
     finally:
         control("DELETE", "/_sandbox/faults")
     assert (status, body["error"]["code"]) == (401, "ExpiredAuthenticationToken")
+    when = r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d\d:\d\d [AP]M"
+    assert re.fullmatch(
+        f"The access token expiry UTC time '{when}' is earlier than current UTC time '{when}'.",
+        body["error"]["message"],
+    ), body
 
 
 # -- hosts and their identities ---------------------------------------------------------------
@@ -385,6 +391,17 @@ def test_role_definitions(sandbox, sp_credential):
     with pytest.raises(ResourceNotFoundError) as unknown:
         auth.role_definitions.get(world.GROUP_SCOPE, str(uuid.uuid4()))
     assert unknown.value.error.code == "RoleDefinitionDoesNotExist"
+
+
+def test_role_definition_filters_arm_does_not_support_are_400(sandbox, sp_credential):
+    auth = mgmt(AuthorizationManagementClient, sp_credential, sandbox)
+    with pytest.raises(HttpResponseError) as bad:
+        list(auth.role_definitions.list(world.GROUP_SCOPE, filter="name eq 'Owner'"))
+    assert (bad.value.status_code, bad.value.error.code) == (400, "UnsupportedQuery")
+    assert bad.value.error.message == (
+        "The filter 'name eq 'Owner'' is not supported. Supported filters are either "
+        "'roleName eq '{value}'' or 'type eq 'BuiltInRole|CustomRole''."
+    )
 
 
 def test_role_assignments_by_the_owner(sandbox, fresh, sp_credential, dev_credential):

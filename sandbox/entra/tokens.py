@@ -43,6 +43,17 @@ class InvalidToken(Exception):
         self.code = code
 
 
+def _utc_text(epoch: float) -> str:
+    """A time as .NET's invariant culture prints it ("11/24/2025 11:31:00 PM"), as ARM's
+    messages show times."""
+    moment = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+    hour = moment.hour % 12 or 12
+    return (
+        f"{moment.month}/{moment.day}/{moment.year} {hour}:{moment:%M:%S} "
+        f"{'AM' if moment.hour < 12 else 'PM'}"
+    )
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -221,7 +232,12 @@ class TokenService:
         exp, nbf, iat = times
         now = clock.now()
         if exp + CLOCK_SKEW_LEEWAY < now:
-            raise InvalidToken("The access token has expired.", code="ExpiredAuthenticationToken")
+            # Resource Manager's words, with .NET's invariant date format (issue threads quote it)
+            raise InvalidToken(
+                f"The access token expiry UTC time '{_utc_text(exp)}' is earlier than current "
+                f"UTC time '{_utc_text(now)}'.",
+                code="ExpiredAuthenticationToken",
+            )
         if max(nbf, iat) - CLOCK_SKEW_LEEWAY > now:
             raise InvalidToken(
                 "The access token is not yet valid (its nbf/iat is later than the sandbox's "
