@@ -6,10 +6,10 @@ because they must never import the sandbox's internals.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
+import select
 import signal
 import ssl
 import subprocess
@@ -22,6 +22,7 @@ from typing import Any
 from sandbox.config import Settings
 
 START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
 
 
 class SandboxError(Exception):
@@ -32,23 +33,13 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(settings.ca_file))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_instance(settings: Settings) -> dict[str, Any] | None:
     """The instance document of a sandbox that is up and answering, else None."""
     try:
         doc = json.loads(settings.instance_file.read_text())
     except (FileNotFoundError, ValueError):
         return None
-    if not _pid_alive(doc.get("pid", -1)):
+    if doc.get("pid") != server_pid(settings):  # not the process serving this folder now
         return None
     try:
         with urllib.request.urlopen(
@@ -59,72 +50,140 @@ def running_instance(settings: Settings) -> dict[str, Any] | None:
         return None
 
 
-def _log_tail(settings: Settings, lines: int = 15) -> str:
-    with contextlib.suppress(FileNotFoundError):
-        return "\n".join(settings.log_file.read_text(errors="replace").splitlines()[-lines:])
-    return ""
+def _attempt_log(settings: Settings, offset: int, lines: int = 15) -> str:
+    """What the server wrote to its log during this start attempt: its one-sentence ``error:``
+    line when it refused the state folder, else the attempt's last lines (never older runs')."""
+    try:
+        with open(settings.log_file, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    errors = [line[len("error: ") :] for line in text.splitlines() if line.startswith("error: ")]
+    return errors[-1] if errors else "\n".join(text.splitlines()[-lines:])
+
+
+def _open_private(path, flags: int) -> int:
+    return os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+
+
+def server_pid(settings: Settings) -> int | None:
+    """The pid of the process serving this state folder, or None when none does.
+
+    Proven, not guessed: the server holds an flock on ``server.lock`` while it lives, so a free
+    lock means no server, whatever a stale ``instance.json`` says; a held one names its holder.
+    """
+    try:
+        fd = os.open(settings.lock_file, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1  # held while the server writes its pid
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def start(settings: Settings) -> dict[str, Any]:
     """Start in the background and return once it answers; reuse one that already runs."""
     settings.ensure_state_dir()
-    with open(settings.state_dir / "start.lock", "w") as lock:
+    lock = _open_private(settings.state_dir / "start.lock", os.O_WRONLY)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         found = running_instance(settings)
         if found:
             return found
-        settings.instance_file.unlink(missing_ok=True)
-        env = dict(os.environ)
-        env.update(
-            SANDBOX_STATE_DIR=str(settings.state_dir),
-            SANDBOX_BIND=settings.bind,
-            SANDBOX_HTTPS_PORT=str(settings.https_port),
-            SANDBOX_MI_PORT=str(settings.mi_port),
+        if server_pid(settings) is not None:
+            stop(settings)  # serves this folder but cannot be reached (instance.json damaged)
+        return _spawn(settings)
+    finally:
+        os.close(lock)
+
+
+def _spawn(settings: Settings) -> dict[str, Any]:
+    settings.instance_file.unlink(missing_ok=True)
+    ready_r, ready_w = os.pipe()
+    env = dict(os.environ)
+    env.update(
+        SANDBOX_STATE_DIR=str(settings.state_dir),
+        SANDBOX_BIND=settings.bind,
+        SANDBOX_HTTPS_PORT=str(settings.https_port),
+        SANDBOX_MI_PORT=str(settings.mi_port),
+        SANDBOX_READY_FD=str(ready_w),
+    )
+    log_fd = _open_private(settings.log_file, os.O_WRONLY | os.O_APPEND)
+    offset = os.fstat(log_fd).st_size
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            env=env,
+            start_new_session=True,
+            pass_fds=(ready_w,),
         )
-        with open(settings.log_file, "ab") as log:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "sandbox", "serve"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=env,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if child.poll() is not None:
-                raise SandboxError(
-                    "The sandbox stopped while starting; the end of its log says why:\n"
-                    + _log_tail(settings)
-                )
-            found = running_instance(settings) if settings.instance_file.exists() else None
-            if found and found["pid"] == child.pid:
-                return found
-            time.sleep(0.02)
+    finally:
+        os.close(log_fd)
+        os.close(ready_w)
+    try:
+        # The server writes a line to the pipe once both listeners answer; the pipe closes
+        # without one if it exits first. No polling, so start returns the moment it is ready.
+        ready, _, _ = select.select([ready_r], [], [], START_TIMEOUT)
+        said = os.read(ready_r, 64) if ready else b""
+    finally:
+        os.close(ready_r)
+    if said.startswith(b"ready"):
+        try:
+            doc = json.loads(settings.instance_file.read_text())
+        except (OSError, ValueError):
+            doc = {}
+        if doc.get("pid") == child.pid:
+            return doc
+    if not ready:
         child.kill()
         raise SandboxError(
             f"The sandbox did not answer within {START_TIMEOUT:.0f} s; see {settings.log_file}."
         )
+    child.wait(timeout=5)
+    raise SandboxError("The sandbox did not start: " + _attempt_log(settings, offset))
 
 
 def stop(settings: Settings) -> bool:
-    """End a running sandbox cleanly; False if none was running."""
+    """End the sandbox serving this state folder; False if none was running.
+
+    Only the holder of ``server.lock`` is signalled, through a pidfd taken while the lock was
+    seen held, so a pid from a stale ``instance.json`` (a process that merely reused it) is
+    never touched. Returns once the server has let go of the lock: listeners and store closed.
+    """
+    pid = server_pid(settings)
+    if pid is None or pid <= 0:
+        settings.instance_file.unlink(missing_ok=True) if pid is None else None
+        return False
     try:
-        doc = json.loads(settings.instance_file.read_text())
-    except (FileNotFoundError, ValueError):
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
         return False
-    pid = doc.get("pid", -1)
-    if not _pid_alive(pid):
-        settings.instance_file.unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _pid_alive(pid):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.02)
-    if _pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    try:
+        if server_pid(settings) != pid:  # it ended (and the pid may be reused) in between
+            return False
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            if server_pid(settings) is None:
+                break
+            time.sleep(0.002)
+        else:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
     settings.instance_file.unlink(missing_ok=True)
     return True
 
