@@ -8,7 +8,7 @@ import os
 import sys
 from urllib.parse import quote
 
-from sandbox import client, personas, world
+from sandbox import client, personas
 from sandbox.config import Settings, StateError
 
 
@@ -77,6 +77,8 @@ def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
+    from sandbox import world
+
     result = client.control(
         settings, "POST", f"/_sandbox/device-codes/{quote(args.code.strip())}/approve"
     )
@@ -86,6 +88,7 @@ def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_password(settings: Settings, args: argparse.Namespace) -> int:
     """The developer's sign-in password, for the device-code page (only its owner can read it)."""
+    from sandbox import world
     from sandbox.state import open_store
 
     store = open_store(settings)

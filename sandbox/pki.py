@@ -14,10 +14,8 @@ import ssl
 from pathlib import Path
 
 import certifi
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sandbox.config import StateError
 
@@ -58,6 +56,10 @@ def _key_pem(key) -> bytes:
 
 
 def _make_ca(folder: Path) -> None:
+    from cryptography import x509  # only when a certificate is made: a large import
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
     key = _new_tls_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ACS tutorial sandbox local CA")])
     now = dt.datetime.now(dt.timezone.utc)
@@ -92,6 +94,10 @@ def _make_ca(folder: Path) -> None:
 
 
 def _make_server_cert(folder: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     try:
         ca_key = serialization.load_pem_private_key((folder / CA_KEY_FILE).read_bytes(), None)
         ca_cert = x509.load_pem_x509_certificate((folder / CA_FILE).read_bytes())
@@ -179,6 +185,8 @@ def server_context(folder: Path) -> ssl.SSLContext:
 
 def damaged_files(folder: Path) -> list[str]:
     """The key and certificate files that cannot be used (``reset`` sets them aside)."""
+    from cryptography import x509
+
     found = []
     try:
         if (folder / SIGNING_KEY_FILE).exists():

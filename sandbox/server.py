@@ -21,18 +21,17 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
-from sandbox import personas, pki, world
-from sandbox.app import Sandbox, create_apps
+from sandbox import world
 from sandbox.config import Settings, StateError
-from sandbox.entra.tokens import TokenService
 from sandbox.state import open_store, read_secret, write_atomic
+
+if TYPE_CHECKING:
+    from sandbox.app import Sandbox
 
 __all__ = ["open_store", "reset_world", "serve", "status_document"]
 
@@ -70,40 +69,47 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Http(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with a deadline for each request's headers, which uvicorn
-    lacks: its keep-alive timer stops at the first byte, so a client trickling headers (or one
-    that connects and says nothing) held its socket for good."""
+def _http_protocol() -> type:
+    """The HTTP protocol class (made late: uvicorn is a large import, done while the keys are
+    prepared on another thread)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_header_timer()
+    class Http(H11Protocol):
+        """uvicorn's HTTP/1.1 protocol with a deadline for each request's headers, which uvicorn
+        lacks: its keep-alive timer stops at the first byte, so a client trickling headers (or one
+        that connects and says nothing) held its socket for good."""
 
-    def _arm_header_timer(self) -> None:
-        self._waiting_for = self.cycle
-        self._header_timer = self.loop.call_later(HEADER_TIMEOUT, self._headers_too_slow)
-
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self.cycle is not self._waiting_for and self._header_timer is not None:
-            self._header_timer.cancel()  # a request's headers arrived: the app has it now
-            self._header_timer = None
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
             self._arm_header_timer()
 
-    def _headers_too_slow(self) -> None:
-        self._header_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
+        def _arm_header_timer(self) -> None:
+            self._waiting_for = self.cycle
+            self._header_timer = self.loop.call_later(HEADER_TIMEOUT, self._headers_too_slow)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not self._waiting_for and self._header_timer is not None:
+                self._header_timer.cancel()  # a request's headers arrived: the app has it now
+                self._header_timer = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_header_timer()
+
+        def _headers_too_slow(self) -> None:
             self._header_timer = None
-        super().connection_lost(exc)
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+            super().connection_lost(exc)
+
+    return Http
 
 
 def _hold_lock(settings: Settings) -> int:
@@ -154,29 +160,50 @@ def status_document(sandbox: Sandbox) -> dict[str, Any]:
     }
 
 
-async def _serve(settings: Settings) -> None:
-    settings.ensure_state_dir()
-    lock = _hold_lock(settings)
-    try:
-        await _serve_locked(settings)
-    finally:
-        os.close(lock)  # releasing the lock tells a waiting ``stop`` that all is closed
+class _Keys(threading.Thread):
+    """Keys and certificates made or loaded on a thread while the main thread imports the web
+    stack: RSA key generation releases the GIL, so a first start pays for one, not both."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        from sandbox import personas, pki
+
+        try:
+            folder = self.settings.state_dir
+            pki.ensure_pki(folder)
+            personas.install_az_shim(folder)  # the developer persona's `az` (sandbox/azcli.py)
+            self.tls = pki.server_context(folder)
+            self.signing_key = pki.load_signing_key(folder)
+        except BaseException as e:  # re-raised on the main thread by result()
+            self.error = e
+
+    def result(self) -> _Keys:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self
 
 
-async def _serve_locked(settings: Settings) -> None:
-    pki.ensure_pki(settings.state_dir)
-    personas.install_az_shim(settings.state_dir)  # the developer persona's `az` (sandbox/azcli.py)
+async def _serve(settings: Settings, keys: _Keys) -> None:
     secret = read_secret(settings)
-    tls = pki.server_context(settings.state_dir)
-    signing_key = pki.load_signing_key(settings.state_dir)
     store = open_store(settings)
     try:
-        await _run(settings, store, secret, tls, signing_key)
+        await _run(settings, store, secret, keys)
     finally:
         store.close()
 
 
-async def _run(settings: Settings, store, secret: str, tls, signing_key) -> None:
+async def _run(settings: Settings, store, secret: str, keys: _Keys) -> None:
+    import uvicorn
+
+    from sandbox.app import Sandbox, create_apps
+    from sandbox.entra.tokens import TokenService
+
     https_sock = _bind(settings.bind, settings.https_port)
     mi_sock = _bind(settings.bind, settings.mi_port)
     https_port, mi_port = https_sock.getsockname()[1], mi_sock.getsockname()[1]
@@ -188,12 +215,14 @@ async def _run(settings: Settings, store, secret: str, tls, signing_key) -> None
     https_url = f"https://{host}:{https_port}"
     mi_url = f"http://{host}:{mi_port}/{mi_secret}"
 
-    tokens = TokenService(signing_key, https_url)
+    keys.result()
+    tls = keys.tls
+    tokens = TokenService(keys.signing_key, https_url)
     sandbox = Sandbox(settings, store, tokens, https_url, mi_url, secret, mi_secret=mi_secret)
     https_app, mi_app = create_apps(sandbox)
 
     common = {"log_level": "warning", "access_log": False, "lifespan": "off", "ws": "none",
-              "http": _Http, "timeout_keep_alive": KEEP_ALIVE}  # fmt: skip
+              "http": _http_protocol(), "timeout_keep_alive": KEEP_ALIVE}  # fmt: skip
     https_server = uvicorn.Server(
         uvicorn.Config(https_app, ssl_context_factory=lambda *_: tls, **common)
     )
@@ -252,7 +281,12 @@ def serve(settings: Settings) -> None:
     os.umask(0o077)  # every file the sandbox makes is its owner's alone (the store holds secrets)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
-        asyncio.run(_serve(settings))
+        settings.ensure_state_dir()
+        lock = _hold_lock(settings)
+        try:
+            asyncio.run(_serve(settings, _Keys(settings)))
+        finally:
+            os.close(lock)  # releasing the lock tells a waiting ``stop`` that all is closed
     except StateError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
