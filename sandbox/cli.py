@@ -18,7 +18,11 @@ def _print_status(doc: dict, as_json: bool) -> None:
         return
     print(f"sandbox running (pid {doc['pid']})")
     for key in ("https_url", "mi_url", "tenant_id", "acs_endpoint", "ca_file", "state_dir"):
-        print(f"  {key:15} {doc[key]}")
+        value = doc[key]
+        if key == "mi_url":  # its path is the owner's secret; this text may land in a hub's log
+            base, _, segment = value.rpartition("/")
+            value = f"{base}/****{segment[-4:]}"
+        print(f"  {key:15} {value}")
 
 
 def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
