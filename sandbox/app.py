@@ -117,7 +117,8 @@ def _without_mi_secret(path: str, mi_secret: str) -> str:
 
 
 # Long runs of the characters generated secrets are made of (base64 keys, client secrets, JWTs).
-_SECRET_LIKE = re.compile(r"[A-Za-z0-9+/_=.~-]{24,}")
+# Not "/": a path's segments are judged one by one (a whole resource id is no secret).
+_SECRET_LIKE = re.compile(r"[A-Za-z0-9+_=.~-]{24,}")
 _ID_LIKE = re.compile(r"[0-9a-fA-F_.-]+")  # GUIDs and ACS ids' hex parts: identifiers, not secrets
 
 

@@ -290,3 +290,6 @@ def test_misplaced_secrets_are_masked_in_the_request_log(sandbox, control):
     for secret in (sp_secret, key, urllib.parse.quote(key, safe=""), password):
         assert secret not in text, "a secret reached the request log"
     assert "****" in text  # masked, with its last four characters to recognise it by
+    # while identifiers stay readable: a whole resource id is no secret
+    https_json(sandbox, "GET", world.ACS_RESOURCE_ID + "?api-version=2023-04-01")
+    assert control.log_after(mark)[-1]["path"] == world.ACS_RESOURCE_ID

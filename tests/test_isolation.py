@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import textwrap
+import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
@@ -122,8 +123,6 @@ def test_other_user_gets_no_token_from_the_identity_listener(sandbox, fresh, con
     # The owner, who knows the segment, does get the VM's token (the refusal is about the path).
     env = control("GET", "/_sandbox/personas/vm-tutorial")["set"]
     assert env["AZURE_POD_IDENTITY_AUTHORITY_HOST"].startswith(sandbox["mi_url"] + "/hosts/")
-    import urllib.request
-
     req = urllib.request.Request(
         env["AZURE_POD_IDENTITY_AUTHORITY_HOST"] + "/metadata/identity/oauth2/token"
         "?api-version=2018-02-01&resource=https://communication.azure.com/",
