@@ -26,7 +26,7 @@ def _print_status(doc: dict, as_json: bool) -> None:
 
 
 def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
-    _print_status(client.start(settings), args.json)
+    _print_status(client.start(settings, fork=True), args.json)
     return 0
 
 
@@ -72,7 +72,7 @@ def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
-    client.start(settings)
+    client.start(settings, fork=True)
     env = client.control(settings, "GET", f"/_sandbox/personas/{quote(args.persona)}")
     usage = f'eval "$(python -m sandbox env --as {args.persona})"'
     print(f"# act as {args.persona} against the sandbox: {usage}")
