@@ -227,35 +227,53 @@ def _fork_server(settings: Settings, log_fd: int, ready_r: int, ready_w: int, lo
 def stop(settings: Settings) -> bool:
     """End the sandbox serving this state folder; False if none was running.
 
-    Only the holder of ``server.lock`` is signalled, through a pidfd taken while the lock was
-    seen held, so a pid from a stale ``instance.json`` (a process that merely reused it) is
-    never touched. Returns once the server has let go of the lock: listeners and store closed.
+    Only the holder of ``server.lock`` is signalled, so a pid from a stale ``instance.json`` (a
+    process that merely reused it) is never touched. On Linux the signal goes through a pidfd
+    taken while the lock was seen held, which closes even the instant between checking and
+    signalling. Returns once the server has let go of the lock: listeners and store closed.
     """
     pid = server_pid(settings)
     if pid is None or pid <= 0:
-        settings.instance_file.unlink(missing_ok=True) if pid is None else None
+        if pid is None:
+            settings.instance_file.unlink(missing_ok=True)
         return False
     try:
-        pidfd = os.pidfd_open(pid)
+        send = _signaller(pid)
     except ProcessLookupError:
         return False
     try:
         if server_pid(settings) != pid:  # it ended (and the pid may be reused) in between
             return False
-        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        send(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
         while time.monotonic() < deadline:
             if server_pid(settings) is None:
                 break
             time.sleep(0.002)
         else:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            send(signal.SIGKILL)
     except ProcessLookupError:
         pass
     finally:
-        os.close(pidfd)
+        send(None)
     settings.instance_file.unlink(missing_ok=True)
     return True
+
+
+def _signaller(pid: int):
+    """A function that signals this process (``None`` releases it): a pidfd where the system
+    has them (Linux), else the pid itself, still checked against the lock just before."""
+    if not hasattr(os, "pidfd_open"):
+        return lambda sig: os.kill(pid, sig) if sig is not None else None
+    pidfd = os.pidfd_open(pid)
+
+    def send(sig):
+        if sig is None:
+            os.close(pidfd)
+        else:
+            signal.pidfd_send_signal(pidfd, sig)
+
+    return send
 
 
 def control(
