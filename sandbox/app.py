@@ -8,6 +8,7 @@ limit on its way in (no request body is ever held whole beyond :data:`BODY_LIMIT
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -164,28 +165,44 @@ def scrub(entry: dict[str, Any], sandbox: Sandbox) -> dict[str, Any]:
 BODY_LIMIT = 1024 * 1024  # bytes; the SDKs' largest request (100 SMS recipients) is ~20 KB
 
 
-class BodyTooLarge(Exception):
-    """Raised from ``receive`` when a streamed body passes the limit; BodyLimit answers 413."""
+BODY_IDLE_TIMEOUT = 10.0  # seconds a request body may pause between chunks
 
 
-def _too_large_body(listener: str, path: str) -> dict[str, Any]:
-    """The 413 in the shape of the service the path belongs to, so each SDK reads its message."""
-    message = (
+class _BodyRefused(Exception):
+    """Raised from ``receive`` when a body passes the limit or stalls; BodyLimit answers."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+# status: (Azure-style code, message); the OAuth-style endpoints get the same message
+_REFUSALS = {
+    413: (
+        "RequestBodyTooLarge",
         "The request body is too large and exceeds the maximum permissible limit "
-        f"({BODY_LIMIT} bytes)."
-    )
+        f"({BODY_LIMIT} bytes).",
+    ),
+    408: ("RequestTimeout", f"The request body stalled for over {BODY_IDLE_TIMEOUT:.0f} s."),
+    400: ("BadRequest", "Invalid Content-Length header."),
+}
+
+
+def _refusal_body(listener: str, path: str, status: int) -> dict[str, Any]:
+    """The refusal in the shape of the service the path belongs to, so each SDK reads it."""
+    code, message = _REFUSALS[status]
     parts = path.strip("/").split("/")
     oauth = len(parts) >= 2 and parts[1] == "oauth2" or parts[0] == "devicelogin"
     if listener == "mi" or oauth:
         return {"error": "invalid_request", "error_description": message}
-    return {"error": {"code": "RequestBodyTooLarge", "message": message}}
+    return {"error": {"code": code, "message": message}}
 
 
 class BodyLimit:
-    """Pure ASGI middleware: no body beyond BODY_LIMIT is ever held. A declared Content-Length
-    over it is refused before a byte is read; a chunked body is counted as it streams and
-    refused the moment it passes the limit. Either way the answer is 413 and the connection
-    closes, so the rest of the upload is never read."""
+    """Pure ASGI middleware: no body beyond BODY_LIMIT is ever held, and none may stall. A
+    declared Content-Length over the limit is refused (413) before a byte is read; a chunked
+    body is counted as it streams and refused the moment it passes the limit; a body that
+    pauses longer than BODY_IDLE_TIMEOUT is refused (408). The connection then closes, so the
+    rest of the upload is never read."""
 
     def __init__(self, app: ASGIApp, listener: str) -> None:
         self.app = app
@@ -200,15 +217,22 @@ class BodyLimit:
             await self._refuse(scope, send, 413 if declared.isdigit() else 400)
             return
         seen = 0
+        body_done = False
         started = False
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # later receives wait for a disconnect: no deadline on those
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_IDLE_TIMEOUT)
+            except asyncio.TimeoutError:
+                raise _BodyRefused(408) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > BODY_LIMIT:
-                    raise BodyTooLarge
+                    raise _BodyRefused(413)
             return message
 
         async def watched(message: Message) -> None:
@@ -218,24 +242,16 @@ class BodyLimit:
 
         try:
             await self.app(scope, counted, watched)
-        except BodyTooLarge:
+        except _BodyRefused as refused:
             if not started:
-                await self._refuse(scope, send, 413)
+                await self._refuse(scope, send, refused.status)
 
     async def _refuse(self, scope: Scope, send: Send, status: int) -> None:
-        path = scope.get("path", "")
-        if status == 413:
-            body = _too_large_body(self.listener, path)
-        else:
-            body = {"error": {"code": "BadRequest", "message": "Invalid Content-Length header."}}
+        body = _refusal_body(self.listener, scope.get("path", ""), status)
         audit = scope.setdefault("state", {}).setdefault("audit", {})
-        audit.update(decision="refused", reason=body_reason(status))
+        audit.update(decision="refused", reason=_REFUSALS[status][1])
         response = JSONResponse(body, status_code=status, headers={"Connection": "close"})
         await response(scope, _no_receive, send)
-
-
-def body_reason(status: int) -> str:
-    return f"request body over {BODY_LIMIT} bytes" if status == 413 else "bad Content-Length"
 
 
 async def _no_receive() -> Message:

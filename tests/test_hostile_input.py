@@ -240,6 +240,24 @@ def test_slow_and_silent_connections_are_closed_without_hurting_others(own_sandb
     assert served >= server.HEADER_TIMEOUT  # others were answered throughout
 
 
+def test_a_stalled_body_gets_408_and_others_are_served_meanwhile(sandbox):
+    from sandbox.app import BODY_IDLE_TIMEOUT
+
+    with _connect(sandbox, "https") as sock:
+        head = (
+            f"POST /identities?api-version=2023-10-01 HTTP/1.1\r\n"
+            f"Host: {urlsplit(sandbox['https_url']).netloc}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        sock.sendall(head.encode())
+        t0 = time.monotonic()
+        assert https_json(sandbox, "GET", "/_sandbox/health")[0] == 200  # not held up
+        status, body = _read_response(sock)
+        waited = time.monotonic() - t0
+    assert status == 408 and body["error"]["code"] == "RequestTimeout", body
+    assert BODY_IDLE_TIMEOUT - 1 < waited < BODY_IDLE_TIMEOUT + 3
+
+
 # -- D15: the identity listener never answers 404 or 307 ---------------------------------------
 
 
