@@ -12,7 +12,6 @@ import asyncio
 import logging
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,50 +20,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.config import Settings
-from sandbox.entra.tokens import TokenService
-from sandbox.store import Store
+from sandbox.acs import routes as acs_routes
+from sandbox.arm import routes as arm_routes
+from sandbox.control import routes as control_routes
+from sandbox.entra import routes as entra_routes
+from sandbox.graph import routes as graph_routes
+from sandbox.managed_identity import routes as mi_routes
+from sandbox.runtime import Sandbox
 
 log = logging.getLogger("sandbox")
-
-
-@dataclass
-class Sandbox:
-    """Everything a route needs at run time; reachable as ``request.app.state.sandbox``."""
-
-    settings: Settings
-    store: Store
-    tokens: TokenService
-    https_url: str
-    mi_url: str
-    secret: str
-    mi_secret: str = ""  # the identity endpoints' path segment (see managed_identity/routes.py)
-    started_at: float = field(default_factory=time.time)
-    # Scenario switches for lessons and tests (see sandbox/faults.py); not persisted.
-    faults: dict[str, Any] = field(default_factory=dict)
-    # Tokens the identity endpoints hand out again (see managed_identity/models.py).
-    mi_token_cache: dict[Any, Any] = field(default_factory=dict)
-    _secrets_seen: tuple[int, tuple[str, ...]] = (-1, ())
-
-    def known_secrets(self) -> tuple[str, ...]:
-        """Every secret value of this installation (read again whenever the store changed:
-        keys rotate), for the request log to mask."""
-        version = self.store.version
-        if self._secrets_seen[0] != version:
-            from sandbox import world
-
-            made = world.installation_secrets(self.store)
-            acs = self.store.get("acs_resource", world.ACS_NAME) or {}
-            values = [self.secret, self.mi_secret, made["developer_password"], made["sp_secret"]]
-            values += made["acs_keys"].values()
-            values += (acs.get("keys") or {}).values()
-            values += made["identity_headers"].values()
-            self._secrets_seen = (version, tuple(v for v in values if isinstance(v, str) and v))
-        return self._secrets_seen[1]
-
-
-def sandbox_of(request: Request) -> Sandbox:
-    return request.app.state.sandbox
 
 
 class RequestLog:
@@ -307,13 +271,6 @@ def _json_errors(listener: str):
 
 def create_apps(sandbox: Sandbox) -> tuple[Starlette, Starlette]:
     """(HTTPS app for Entra/ARM/ACS/control, HTTP app for managed-identity endpoints)."""
-    from sandbox.acs import routes as acs_routes
-    from sandbox.arm import routes as arm_routes
-    from sandbox.control import routes as control_routes
-    from sandbox.entra import routes as entra_routes
-    from sandbox.graph import routes as graph_routes
-    from sandbox.managed_identity import routes as mi_routes
-
     https_routes = (
         control_routes.routes() + entra_routes.routes() + arm_routes.routes() + acs_routes.routes()
     ) + graph_routes.routes()

@@ -31,7 +31,7 @@ from sandbox.config import Settings, StateError
 from sandbox.state import open_store, read_secret, write_atomic
 
 if TYPE_CHECKING:
-    from sandbox.app import Sandbox
+    from sandbox.runtime import Sandbox
 
 __all__ = ["open_store", "reset_world", "serve", "status_document"]
 
@@ -201,8 +201,9 @@ async def _serve(settings: Settings, keys: _Keys) -> None:
 async def _run(settings: Settings, store, secret: str, keys: _Keys) -> None:
     import uvicorn
 
-    from sandbox.app import Sandbox, create_apps
+    from sandbox.app import create_apps
     from sandbox.entra.tokens import TokenService
+    from sandbox.runtime import Sandbox
 
     https_sock = _bind(settings.bind, settings.https_port)
     mi_sock = _bind(settings.bind, settings.mi_port)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sandbox.app import sandbox_of
+from sandbox.runtime import sandbox_of
 from sandbox.state import SECRET_MIN_LENGTH
 
 SECRET_HEADER = "X-Sandbox-Secret"

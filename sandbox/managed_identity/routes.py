@@ -27,7 +27,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import audit, faults
-from sandbox.app import sandbox_of
 from sandbox.managed_identity.models import (
     APP_SERVICE,
     IMDS,
@@ -35,6 +34,7 @@ from sandbox.managed_identity.models import (
     ManagedIdentityEndpoints,
     NoIdentityEndpoint,
 )
+from sandbox.runtime import sandbox_of
 
 
 def _query(request: Request) -> dict[str, str]:
