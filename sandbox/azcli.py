@@ -355,13 +355,18 @@ def _parse(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     opts: dict[str, str] = {}
     i = 0
     while i < len(argv):
-        arg = SHORT.get(argv[i], argv[i])
+        arg = argv[i]
         if arg.startswith("-"):
             name, eq, value = arg.partition("=")
+            name = SHORT.get(name, name)
             if eq:
                 opts[name] = value
-            elif name in FLAGS or i + 1 >= len(argv):
+            elif name in FLAGS:
                 opts[name] = ""
+            elif i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                # As the real CLI's parser: a value that starts with '-' (a client secret may)
+                # must be written --password=VALUE.
+                raise CliError(f"argument {name}: expected one argument")
             else:
                 opts[name] = argv[i + 1]
                 i += 1

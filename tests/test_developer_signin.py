@@ -231,14 +231,15 @@ def test_default_credential_before_and_after_az_login(sandbox, developer, contro
     before = control.last_log_id()
     cred = DefaultAzureCredential()
     token = cred.get_token(ARM_SCOPE)
+    # az ran in a child process the socket guard cannot see: the sandbox's log shows every
+    # request it made, and they are the expected ones only. (Read before the test's own
+    # verification, whose first use in a session fetches the signing keys.)
+    entries = control.log_after(before)
     claims = verify(token.token, "https://management.azure.com")
     assert claims["oid"] == world.DEVELOPER_OID and "idtyp" not in claims
     assert type(cred._successful_credential).__name__ == "AzureCliCredential"
     assert token.expires_on == claims["exp"]
 
-    # az ran in a child process the socket guard cannot see: the sandbox's log shows every
-    # request it made, and they are the expected ones only.
-    entries = control.log_after(before)
     expected = {
         ("mi", "/hosts/developer-laptop/metadata/identity/oauth2/token"),  # no identity: 400
         ("https", f"/{TENANT}/oauth2/v2.0/token"),  # az's refresh-token grant
@@ -291,10 +292,15 @@ def test_az_login_service_principal_gives_acs_tokens(sandbox, developer, control
     wrong = az("login", "--service-principal", "-u", SP, "-p", "wrong", "--tenant", TENANT)
     assert wrong.returncode == 1 and "AADSTS7000215: Invalid client secret provided" in wrong.stderr
     assert "wrong" not in wrong.stdout
-    missing = az("login", "--service-principal", "-u", SP, "-p", secret)
+    missing = az("login", "--service-principal", "-u", SP, f"-p={secret}")
     assert missing.returncode == 1 and "--tenant" in missing.stderr
+    # As the real CLI's parser: a secret that starts with '-' needs --password=SECRET.
+    dashed = az("login", "--service-principal", "-u", SP, "-p", "-" + secret, "--tenant", TENANT)
+    assert (dashed.returncode, dashed.stderr.strip()) == (
+        1, "ERROR: argument --password: expected one argument"
+    )  # fmt: skip
 
-    done = az("login", "--service-principal", "--username", SP, "--password", secret,
+    done = az("login", "--service-principal", "--username", SP, f"--password={secret}",
               "--tenant", TENANT, check=True)  # fmt: skip
     subscriptions = json.loads(done.stdout)
     assert subscriptions[0]["user"] == {"name": SP, "type": "servicePrincipal"}

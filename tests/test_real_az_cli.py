@@ -313,8 +313,7 @@ def test_service_principal_sign_in_and_its_refusals(run: Run):
         "--service-principal",
         "-u",
         world.SP_CLIENT_ID,
-        "-p",
-        exports["AZURE_CLIENT_SECRET"],
+        f"--password={exports['AZURE_CLIENT_SECRET']}",  # a secret may start with '-'
         "--tenant",
         world.TENANT_ID,
     )

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 from browser_lab import Lab, screenshot_on_failure
-from jupyterlab_ui import JupyterLabUI
+from jupyter_ui import JupyterUI, front_end
 
 from sandbox import client
 
@@ -62,10 +62,11 @@ def notebook() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def shown(browser: Any, lab: Lab) -> Iterator[JupyterLabUI]:
-    """JupyterLab with the widgets' notebook run once (the module's tests share it)."""
+def shown(browser: Any, lab: Lab) -> Iterator[JupyterUI]:
+    """The front end (JupyterLab, then Notebook 7) with the widgets' notebook run once (the
+    module's tests share it)."""
     (lab.kit / "notebooks" / NAME).write_text(json.dumps(notebook(), indent=1))
-    ui = JupyterLabUI(browser.new_page(), lab)
+    ui = front_end(browser.new_page(), lab)
     ui.load()
     cells = ui.run_all(NAME)
     assert all(c.execution_count for c in cells), [c.errors() for c in cells]
@@ -74,7 +75,7 @@ def shown(browser: Any, lab: Lab) -> Iterator[JupyterLabUI]:
 
 
 @pytest.fixture
-def ui(shown: JupyterLabUI, request: pytest.FixtureRequest) -> Iterator[JupyterLabUI]:
+def ui(shown: JupyterUI, request: pytest.FixtureRequest) -> Iterator[JupyterUI]:
     yield shown
     screenshot_on_failure(request, shown.page)
 
@@ -94,7 +95,7 @@ def badly_named_controls(widget: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("index", [SMS, IDENTITY, ROLE, TOKEN, CHAIN])
-def test_every_control_has_an_accessible_name(ui: JupyterLabUI, index: int):
+def test_every_control_has_an_accessible_name(ui: JupyterUI, index: int):
     widget = ui.widget_output(index)
     snapshot = widget.aria_snapshot()
     assert any(_SNAPSHOT_LINE.match(x) and _SNAPSHOT_LINE.match(x).group(1) in CONTROLS
@@ -102,7 +103,7 @@ def test_every_control_has_an_accessible_name(ui: JupyterLabUI, index: int):
     assert badly_named_controls(widget) == [], snapshot
 
 
-def test_the_names_say_what_each_control_is(ui: JupyterLabUI):
+def test_the_names_say_what_each_control_is(ui: JupyterUI):
     sms = ui.widget_output(SMS)
     for role, name in [("combobox", "from"), ("combobox", "to"), ("textbox", "message"),
                        ("checkbox", "delivery report"), ("button", "Send")]:  # fmt: skip
@@ -118,7 +119,7 @@ def test_the_names_say_what_each_control_is(ui: JupyterLabUI):
     assert ui.widget_output(TOKEN).get_by_role("textbox", name="scope").count() == 1
 
 
-def test_the_sms_composer_by_keyboard_alone(ui: JupyterLabUI, lab: Lab):
+def test_the_sms_composer_by_keyboard_alone(ui: JupyterUI, lab: Lab):
     composer = ui.widget_output(SMS)
     page, expect = ui.page, ui.expect
     sender = composer.get_by_role("combobox", name="from")
@@ -153,7 +154,7 @@ def test_the_sms_composer_by_keyboard_alone(ui: JupyterLabUI, lab: Lab):
     assert [m["message"] for m in inbox["messages"]] == [text]
 
 
-def test_the_identity_explorer_by_keyboard_alone(ui: JupyterLabUI):
+def test_the_identity_explorer_by_keyboard_alone(ui: JupyterUI):
     explorer = ui.widget_output(IDENTITY)
     page, expect = ui.page, ui.expect
     chat = explorer.get_by_role("checkbox", name="chat", exact=True)
@@ -181,7 +182,7 @@ def test_the_identity_explorer_by_keyboard_alone(ui: JupyterLabUI):
     expect(result).to_contain_text("(expires in 90 min)")
 
 
-def test_the_role_switch_by_keyboard_alone(ui: JupyterLabUI):
+def test_the_role_switch_by_keyboard_alone(ui: JupyterUI):
     switch = ui.widget_output(ROLE)
     page, expect = ui.page, ui.expect
     none = switch.get_by_role("radio", name="no role", exact=True)
