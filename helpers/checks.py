@@ -294,7 +294,8 @@ def roles_assigned(kit: target.Kit, credential: Any) -> Report:
         )
     if report.ok:
         report.note(
-            "Neither role is data-plane only: both can list and regenerate the access keys. "
+            f"Neither {DOCUMENTED_ROLE} nor '{LEAST_PRIVILEGE}' is data-plane only: both can "
+            "list and regenerate the access keys. "
             "Notebook 4 turns keys off."
         )
     return report
