@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from urllib.parse import quote
 
-from sandbox import client, personas, world
-from sandbox.config import Settings
+from sandbox import client, personas
+from sandbox.config import Settings, StateError
 
 
 def _print_status(doc: dict, as_json: bool) -> None:
@@ -17,11 +18,15 @@ def _print_status(doc: dict, as_json: bool) -> None:
         return
     print(f"sandbox running (pid {doc['pid']})")
     for key in ("https_url", "mi_url", "tenant_id", "acs_endpoint", "ca_file", "state_dir"):
-        print(f"  {key:15} {doc[key]}")
+        value = doc[key]
+        if key == "mi_url":  # its path is the owner's secret; this text may land in a hub's log
+            base, _, segment = value.rpartition("/")
+            value = f"{base}/****{segment[-4:]}"
+        print(f"  {key:15} {value}")
 
 
 def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
-    _print_status(client.start(settings), args.json)
+    _print_status(client.start(settings, fork=True), args.json)
     return 0
 
 
@@ -47,20 +52,27 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
+    """Back to the seeded world; also the one remedy for damaged state (see sandbox/state.py):
+    whatever cannot be read is set aside and made anew, the rest is kept."""
     if client.running_instance(settings):
         client.control(settings, "POST", "/_sandbox/reset")
-    else:
-        from sandbox.server import open_store, reset_world
+        print("sandbox reset to the seeded world")
+        return 0
+    client.stop(settings)  # one that serves this folder but cannot be reached
+    from sandbox.server import reset_world
+    from sandbox.state import open_store, repair
 
-        store = open_store(settings)
-        reset_world(settings, store)
-        store.close()
+    for line in repair(settings):
+        print(line)
+    store = open_store(settings)
+    reset_world(settings, store)
+    store.close()
     print("sandbox reset to the seeded world")
     return 0
 
 
 def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
-    client.start(settings)
+    client.start(settings, fork=True)
     env = client.control(settings, "GET", f"/_sandbox/personas/{quote(args.persona)}")
     usage = f'eval "$(python -m sandbox env --as {args.persona})"'
     print(f"# act as {args.persona} against the sandbox: {usage}")
@@ -69,6 +81,8 @@ def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
+    from sandbox import world
+
     result = client.control(
         settings, "POST", f"/_sandbox/device-codes/{quote(args.code.strip())}/approve"
     )
@@ -78,7 +92,8 @@ def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_password(settings: Settings, args: argparse.Namespace) -> int:
     """The developer's sign-in password, for the device-code page (only its owner can read it)."""
-    from sandbox.server import open_store
+    from sandbox import world
+    from sandbox.state import open_store
 
     store = open_store(settings)
     print(f"user:     {world.DEVELOPER_UPN}")
@@ -137,11 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # files made in the state folder are private to their owner
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     try:
         return args.func(settings, args)
-    except client.SandboxError as e:
+    except (client.SandboxError, StateError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:

@@ -7,6 +7,7 @@ several sandboxes side by side; the defaults suit one learner on one laptop.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,47 @@ class Settings:
     def bundle_file(self) -> Path:
         return self.state_dir / "ca-bundle.pem"
 
+    @property
+    def lock_file(self) -> Path:
+        """Held (flock) by the serving process for its whole life; names its pid."""
+        return self.state_dir / "server.lock"
+
     def ensure_state_dir(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.state_dir, 0o700)
+        """Create the folder private to its owner, or refuse one that another user could change.
+
+        Like ssh with ``~/.ssh``: a folder owned by someone else, or writable by others, could
+        have had a program planted in it (``bin/az`` runs as the developer persona) or its keys
+        swapped, so nothing in it is trusted.
+        """
+        try:
+            self.state_dir.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            pass
+        check_private_folder(self.state_dir)
+
+
+class StateError(Exception):
+    """The state folder cannot be used as it is; the message says what is wrong and the one
+    command (or choice) that fixes it. Nothing is served while it stands."""
+
+
+def check_private_folder(folder: Path) -> None:
+    """Refuse a folder (or a link to one) not owned by this user or open to others' writes."""
+    info = os.lstat(folder)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise StateError(f"The state folder {folder} is not a folder; remove it or choose "
+                             "another with SANDBOX_STATE_DIR.")  # fmt: skip
+    if info.st_uid != os.getuid():
+        raise StateError(
+            f"The state folder {folder} belongs to another user (uid {info.st_uid}), who could "
+            "plant programs or keys in it; the sandbox will not use it. Choose a folder of your "
+            "own with SANDBOX_STATE_DIR."
+        )
+    if info.st_mode & 0o022:
+        raise StateError(
+            f"The state folder {folder} is writable by other users (mode "
+            f"{stat.S_IMODE(info.st_mode):o}); the sandbox will not use it. Make it private "
+            f"with: chmod 700 {folder}"
+        )
+    if info.st_mode & 0o077:
+        os.chmod(folder, 0o700)  # readable by others, but nobody else could change it: tighten

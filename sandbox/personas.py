@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sandbox import world
-
 PERSONAS = ("developer", "service-principal", "vm-tutorial", "func-tutorial")
 
 # Every variable azure-identity or MSAL reads to choose or configure a credential.
@@ -65,6 +63,8 @@ def persona_env(name: str, status: dict[str, Any], store_secrets: dict[str, Any]
     ``path_remove`` is the folder of the sandbox's ``az``: a process that stops being the
     developer must stop finding it, or AzureCliCredential would still sign in as the developer.
     """
+    from sandbox import world  # here, not above: the command line imports this module early
+
     if name not in PERSONAS:
         raise KeyError(name)
     bundle = status["ca_bundle"]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
+import ssl
 from pathlib import Path
 
 import certifi
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from sandbox.config import StateError
 
 CA_FILE = "ca.pem"
 CA_KEY_FILE = "ca-key.pem"
@@ -27,17 +27,27 @@ SIGNING_KEY_FILE = "signing-key.pem"
 BUNDLE_FILE = "ca-bundle.pem"
 
 
+FIX = "python -m sandbox reset"
+
+
 def _new_key() -> rsa.RSAPrivateKey:
+    """The token-signing key: RSA, because Entra ID signs with RS256 and the SDKs expect it."""
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+def _new_tls_key() -> ec.EllipticCurvePrivateKey:
+    """CA and server keys: P-256, which every TLS client accepts and which takes microseconds
+    to make where an RSA key takes tens of milliseconds (first start makes two of them)."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
 def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    from sandbox.state import write_atomic
+
+    write_atomic(path, data)
 
 
-def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+def _key_pem(key) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -46,7 +56,11 @@ def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 
 def _make_ca(folder: Path) -> None:
-    key = _new_key()
+    from cryptography import x509  # only when a certificate is made: a large import
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = _new_tls_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ACS tutorial sandbox local CA")])
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
@@ -76,13 +90,23 @@ def _make_ca(folder: Path) -> None:
         .sign(key, hashes.SHA256())
     )
     _write_private(folder / CA_KEY_FILE, _key_pem(key))
-    (folder / CA_FILE).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(folder / CA_FILE, cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _make_server_cert(folder: Path) -> None:
-    ca_key = serialization.load_pem_private_key((folder / CA_KEY_FILE).read_bytes(), None)
-    ca_cert = x509.load_pem_x509_certificate((folder / CA_FILE).read_bytes())
-    key = _new_key()
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    try:
+        ca_key = serialization.load_pem_private_key((folder / CA_KEY_FILE).read_bytes(), None)
+        ca_cert = x509.load_pem_x509_certificate((folder / CA_FILE).read_bytes())
+    except ValueError:
+        raise StateError(
+            f"The local CA ({CA_FILE}, {CA_KEY_FILE}) in {folder} is damaged; make a new one "
+            f"with: {FIX}"
+        ) from None
+    key = _new_tls_key()
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
         x509.CertificateBuilder()
@@ -111,7 +135,7 @@ def _make_server_cert(folder: Path) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     _write_private(folder / SERVER_KEY_FILE, _key_pem(key))
-    (folder / SERVER_CERT_FILE).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(folder / SERVER_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM))
 
 
 def ensure_pki(folder: Path) -> None:
@@ -127,8 +151,56 @@ def ensure_pki(folder: Path) -> None:
     bundle = Path(certifi.where()).read_bytes().rstrip(b"\n") + b"\n"
     bundle += (folder / CA_FILE).read_bytes()
     if not (folder / BUNDLE_FILE).exists() or (folder / BUNDLE_FILE).read_bytes() != bundle:
-        (folder / BUNDLE_FILE).write_bytes(bundle)
+        _write_private(folder / BUNDLE_FILE, bundle)
 
 
 def load_signing_key(folder: Path) -> rsa.RSAPrivateKey:
-    return serialization.load_pem_private_key((folder / SIGNING_KEY_FILE).read_bytes(), None)
+    """The token-signing key; a damaged one is a :class:`StateError`, not a traceback."""
+    try:
+        key = serialization.load_pem_private_key(
+            (folder / SIGNING_KEY_FILE).read_bytes(), None, unsafe_skip_rsa_key_validation=True
+        )
+    except (ValueError, TypeError):
+        key = None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise StateError(
+            f"The token-signing key {folder / SIGNING_KEY_FILE} is damaged; make a new one "
+            f"with: {FIX}"
+        )
+    return key
+
+
+def server_context(folder: Path) -> ssl.SSLContext:
+    """The HTTPS listener's TLS context; a damaged certificate or key is a :class:`StateError`."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(folder / SERVER_CERT_FILE, folder / SERVER_KEY_FILE)
+    except (ssl.SSLError, OSError):
+        raise StateError(
+            f"The server certificate or key ({SERVER_CERT_FILE}, {SERVER_KEY_FILE}) in {folder} "
+            f"is damaged; make new ones with: {FIX}"
+        ) from None
+    return context
+
+
+def damaged_files(folder: Path) -> list[str]:
+    """The key and certificate files that cannot be used (``reset`` sets them aside)."""
+    from cryptography import x509
+
+    found = []
+    try:
+        if (folder / SIGNING_KEY_FILE).exists():
+            load_signing_key(folder)
+    except StateError:
+        found.append(SIGNING_KEY_FILE)
+    try:
+        serialization.load_pem_private_key((folder / CA_KEY_FILE).read_bytes(), None)
+        x509.load_pem_x509_certificate((folder / CA_FILE).read_bytes())
+    except (ValueError, TypeError, OSError):
+        found += [CA_FILE, CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE]
+    else:
+        try:
+            server_context(folder)
+        except StateError:
+            found += [SERVER_CERT_FILE, SERVER_KEY_FILE]
+    return found

@@ -46,6 +46,27 @@ class Store:
         self._depth = 0
         self._seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM docs").fetchone()[0]
 
+    def check(self) -> None:
+        """Prove the store is whole and writable before anything is served: SQLite's own
+        consistency check, every document's JSON, and a real write (a read-only file otherwise
+        opens fine and fails on the first request). Raises ``sqlite3.Error`` or ``ValueError``."""
+        with self._lock:
+            verdict = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(verdict)
+            bad = self._db.execute(
+                "SELECT kind, key FROM docs WHERE NOT json_valid(body) LIMIT 1"
+            ).fetchone()
+            if bad:
+                raise ValueError(f"the {bad[0]} document '{bad[1]}' is not valid JSON")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            self._db.execute(f"PRAGMA user_version = {int(version)}")  # a write: fails read-only
+
+    @property
+    def version(self) -> int:
+        """Grows with every document written (caches compare it to know they are stale)."""
+        return self._seq
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -193,14 +193,18 @@ def new_access_key() -> str:
 def installation_secrets(store: Store) -> dict[str, Any]:
     """Secrets made once per installation; reset keeps them, a new state folder renews them."""
     found = store.get("installation", "secrets")
-    if found:
+    if found and "mi_path" in found:
         return found
-    made = {
+    made = found or {
         "developer_password": secrets.token_urlsafe(12),
         "sp_secret": secrets.token_urlsafe(30),
         "acs_keys": {"primaryKey": new_access_key(), "secondaryKey": new_access_key()},
         "identity_headers": {name: secrets.token_hex(16) for name in HOSTS},
     }
+    # The identity endpoints' path segment: their plain-HTTP port is visible to every user of
+    # the machine, so the path is what keeps another user from this installation's tokens.
+    # (Added to state folders made before it existed.)
+    made["mi_path"] = secrets.token_hex(16)
     store.put("installation", "secrets", made)
     return made
 

@@ -298,7 +298,7 @@ def test_async_bearer_client_is_authorized_the_same_way(sandbox, fresh):
             "InvalidAuthenticationTokenAudience",
             "audience",
         ),
-        ({"lifetime": -3600}, "ExpiredAuthenticationToken", "expired"),
+        ({"lifetime": -3600}, "ExpiredAuthenticationToken", "is earlier than current UTC time"),
     ],
 )
 def test_bad_bearer_tokens_are_denied_and_the_log_has_the_reason(

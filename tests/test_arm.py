@@ -645,7 +645,7 @@ def test_unsupported_api_version_is_refused_per_resource_type(sandbox, sp_creden
         "'2023-12-01' for type 'virtualMachines'. The supported api-versions are "
         "'2015-05-01-preview, 2015-06-15, 2016-03-30, "
     )
-    assert "2024-07-01, 2024-11-01, 2025-04-01'. The supported locations are 'eastus, " in (
+    assert "2024-11-01, 2025-04-01, 2026-04-01'. The supported locations are 'eastus, " in (
         vm.value.error.message
     )
 

@@ -13,8 +13,12 @@ import os
 import shutil
 import subprocess
 import textwrap
+import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
+
+from tests.test_arm import VM_ID, set_identity, sp_credential_for
 
 OTHER_UID = 65534  # nobody
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="becoming another OS user needs root")
@@ -46,10 +50,10 @@ ATTACK = textwrap.dedent(
 )
 
 
-def _as_other_user(args: list[str]) -> dict:
+def _as_other_user(args: list[str], script: str = ATTACK) -> dict:
     python = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
     out = subprocess.run(
-        [python, "-I", "-c", ATTACK, *args],
+        [python, "-I", "-c", script, *args],
         user=OTHER_UID,
         group=OTHER_UID,
         capture_output=True,
@@ -78,3 +82,51 @@ def test_state_folder_and_secret_are_owner_only(sandbox):
     folder = sandbox["state_dir"]
     assert os.stat(folder).st_mode & 0o077 == 0
     assert os.stat(os.path.join(folder, "control-secret")).st_mode & 0o077 == 0
+
+
+MI_ATTACK = textwrap.dedent(
+    """
+    import json, sys, urllib.request, urllib.error
+    port, secret_len = sys.argv[1], int(sys.argv[2])
+    token = "/metadata/identity/oauth2/token?api-version=2018-02-01"
+    token += "&resource=https://communication.azure.com/"
+    found = {}
+    for name, prefix in (("no segment", ""), ("guessed segment", "/" + "0" * secret_len),
+                         ("root probe", "")):
+        path = prefix + ("" if name == "root probe" else "/hosts/vm-tutorial") + token
+        req = urllib.request.Request("http://127.0.0.1:" + port + path,
+                                     headers={"Metadata": "true"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                found[name] = [resp.status, "access_token" in json.loads(resp.read())]
+        except urllib.error.HTTPError as e:
+            found[name] = [e.code, "access_token" in json.loads(e.read())]
+    print(json.dumps(found))
+    """
+)
+
+
+@needs_root
+def test_other_user_gets_no_token_from_the_identity_listener(sandbox, fresh, control):
+    """The identity listener's port is visible to everyone (``ss -ltn``); without the owner's
+    secret path segment another user gets a 400 and no token, even for a VM with an identity."""
+    secret = control("GET", "/_sandbox/personas/service-principal")["set"]["AZURE_CLIENT_SECRET"]
+    set_identity(sandbox, sp_credential_for(sandbox, secret), VM_ID, {"type": "SystemAssigned"})
+    mi = urlsplit(sandbox["mi_url"])
+    segment = mi.path.strip("/")
+    assert len(segment) >= 32  # the owner's endpoints carry an unguessable segment
+
+    found = _as_other_user([str(mi.port), str(len(segment))], MI_ATTACK)
+
+    for name, (status, got_token) in found.items():
+        assert 400 <= status < 500 and status != 404 and not got_token, (name, status)
+    # The owner, who knows the segment, does get the VM's token (the refusal is about the path).
+    env = control("GET", "/_sandbox/personas/vm-tutorial")["set"]
+    assert env["AZURE_POD_IDENTITY_AUTHORITY_HOST"].startswith(sandbox["mi_url"] + "/hosts/")
+    req = urllib.request.Request(
+        env["AZURE_POD_IDENTITY_AUTHORITY_HOST"] + "/metadata/identity/oauth2/token"
+        "?api-version=2018-02-01&resource=https://communication.azure.com/",
+        headers={"Metadata": "true"},
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert "access_token" in json.loads(resp.read())

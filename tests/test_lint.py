@@ -26,3 +26,22 @@ def test_ruff_check_is_clean():
 def test_ruff_format_leaves_nothing_to_change():
     result = _ruff("format", "--check")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sandbox_imports_point_downward():
+    """The app assembles the route modules, so no route module may import the app back (the
+    run-time state they share lives in sandbox/runtime.py, below both)."""
+    import ast
+
+    importers = []
+    for path in sorted((REPO / "sandbox").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if "sandbox.app" in names:
+                importers.append(path.relative_to(REPO).as_posix())
+    assert sorted(set(importers)) == ["sandbox/server.py"]

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from shared_install import SYSTEM_PYTHON, check_system_python
@@ -151,9 +152,9 @@ ATTACK = """
     import json, ssl, sys, urllib.error, urllib.parse, urllib.request
     from sandbox import world
     from sandbox.config import Settings
-    from sandbox.server import open_store
+    from sandbox.state import open_store
 
-    other_url, other_state, code, phone = sys.argv[1:5]
+    other_url, other_state, code, phone, other_mi_port = sys.argv[1:6]
     settings = Settings.from_env()
     own_secret = settings.secret_file.read_text().strip()
     store = open_store(settings)
@@ -191,6 +192,16 @@ ATTACK = """
         status, page = call("POST", "/devicelogin", form,
                             {"Content-Type": "application/x-www-form-urlencoded"})
         found["sign-in " + action] = [status, "password is incorrect" in page]
+    # The identity listener's port is visible to all; its paths carry the owner's secret segment.
+    mi_req = urllib.request.Request(
+        "http://127.0.0.1:" + other_mi_port + "/hosts/vm-tutorial/metadata/identity/oauth2/token"
+        "?api-version=2018-02-01&resource=https://communication.azure.com/",
+        headers={"Metadata": "true"})
+    try:
+        with urllib.request.urlopen(mi_req, timeout=10) as resp:
+            found["identity endpoint"] = resp.status
+    except urllib.error.HTTPError as e:
+        found["identity endpoint"] = e.code
     print(json.dumps(found))
 """
 
@@ -232,8 +243,14 @@ def test_a_learner_cannot_drive_read_or_approve_sign_ins_of_another_learners_san
     assert code in _pending(victim)
 
     found = intruder.python(
-        ATTACK, doc["https_url"], doc["state_dir"], code, world.LEARNER_PHONES[0]
+        ATTACK,
+        doc["https_url"],
+        doc["state_dir"],
+        code,
+        world.LEARNER_PHONES[0],
+        str(urlsplit(doc["mi_url"]).port),
     )
+    assert found.pop("identity endpoint") == 400
 
     for name in ("control-secret", "sandbox.sqlite3", "ca.pem"):
         assert found.pop(f"read {name}") == "PermissionError", name
@@ -254,7 +271,7 @@ def test_the_owners_password_is_what_the_sign_in_page_wants(machine):
         import json, ssl, sys, urllib.parse, urllib.request
         from sandbox import world
         from sandbox.config import Settings
-        from sandbox.server import open_store
+        from sandbox.state import open_store
         settings = Settings.from_env()
         store = open_store(settings)
         password = world.installation_secrets(store)["developer_password"]

@@ -16,8 +16,8 @@ from sandbox import faults, world
 from sandbox.acs.errors import AcsError
 from sandbox.acs.identity_models import IdentityService
 from sandbox.acs.sms_models import SmsService
-from sandbox.app import sandbox_of
 from sandbox.control.guard import control_error, requires_secret
+from sandbox.runtime import sandbox_of
 
 KEY_NAMES = {"primary": "primaryKey", "secondary": "secondaryKey"}
 

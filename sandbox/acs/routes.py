@@ -31,7 +31,7 @@ from sandbox.acs import auth, limits, versions
 from sandbox.acs.errors import AcsError, add_service_headers, denied, json_response
 from sandbox.acs.identity_models import IdentityService
 from sandbox.acs.sms_models import SmsService
-from sandbox.app import Sandbox, sandbox_of
+from sandbox.runtime import Sandbox, sandbox_of
 
 log = logging.getLogger("sandbox.acs")
 

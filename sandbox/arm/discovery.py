@@ -28,9 +28,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import world
-from sandbox.app import sandbox_of
 from sandbox.arm import providers, sites
 from sandbox.arm.models import ArmError, ResourceManager, _tags, parse_scope
+from sandbox.runtime import sandbox_of
 
 # Resource Manager serves these itself, so its own api-version list applies (the one for
 # subscriptions in sandbox/arm/providers.py).

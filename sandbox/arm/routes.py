@@ -17,7 +17,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import audit, world
-from sandbox.app import sandbox_of
 from sandbox.arm import discovery, providers
 from sandbox.arm.headers import RateBuckets, arm_headers
 from sandbox.arm.models import (
@@ -32,6 +31,7 @@ from sandbox.arm.models import (
     parse_scope,
 )
 from sandbox.entra.tokens import InvalidToken
+from sandbox.runtime import sandbox_of
 
 # Every form of the Resource Manager audience that Azure accepts.
 ARM_AUDIENCES = [

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sandbox.app import sandbox_of
+from sandbox.runtime import sandbox_of
+from sandbox.state import SECRET_MIN_LENGTH
 
 SECRET_HEADER = "X-Sandbox-Secret"
 
@@ -30,7 +31,12 @@ def requires_secret(handler: Handler) -> Handler:
 
     async def guarded(request: Request) -> Response:
         given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), sandbox_of(request).secret.encode()):
+        expected = sandbox_of(request).secret
+        # A configured secret too short to be one of ours opens nothing (start refuses it too):
+        # an empty file once matched a request that sent no header at all.
+        if len(expected) < SECRET_MIN_LENGTH or not hmac.compare_digest(
+            given.encode(), expected.encode()
+        ):
             return control_error(
                 401,
                 "Unauthorized",

@@ -10,8 +10,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox import faults, personas, world
-from sandbox.app import sandbox_of
 from sandbox.control.guard import control_error, requires_secret
+from sandbox.runtime import sandbox_of
 from sandbox.server import reset_world, status_document
 
 

@@ -20,10 +20,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import audit, world
-from sandbox.app import sandbox_of
 from sandbox.control.guard import control_error, requires_secret
 from sandbox.entra import pages
 from sandbox.entra.models import Entra, EntraError
+from sandbox.runtime import sandbox_of
 
 _GUID = re.compile(r"^[0-9a-fA-F-]{36}$")
 _NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}

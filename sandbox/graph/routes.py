@@ -19,9 +19,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import audit, world
-from sandbox.app import sandbox_of
 from sandbox.entra.tokens import InvalidToken
 from sandbox.graph.models import Directory, GraphError
+from sandbox.runtime import sandbox_of
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 PUBLIC_GRAPH = "https://graph.microsoft.com"

@@ -1,8 +1,14 @@
 """The identity endpoints of the simulated hosts, on the plain-HTTP listener.
 
-Each host lives under ``/hosts/{host}``: a VM serves IMDS (``/metadata/identity/oauth2/token``),
-a Function app serves the App Service endpoint (``/msi/token``). Personas point the SDKs there with
-``AZURE_POD_IDENTITY_AUTHORITY_HOST`` or ``IDENTITY_ENDPOINT`` (sandbox/personas.py).
+Each host lives under ``/{secret}/hosts/{host}``: a VM serves IMDS
+(``/metadata/identity/oauth2/token``), a Function app serves the App Service endpoint
+(``/msi/token``). Personas point the SDKs there with ``AZURE_POD_IDENTITY_AUTHORITY_HOST`` or
+``IDENTITY_ENDPOINT`` (sandbox/personas.py), which the SDKs use as given, path and all.
+
+``{secret}`` is a random segment made once per installation (``mi_path`` in world.py). A real
+IMDS answers only the machine it runs on; here the listener's port is open to every user of the
+machine, so the segment, known only to the owner, stands in for "on this machine": a request
+without it learns nothing and gets the same 400 as any unknown path.
 
 Every refusal is a 4xx: the SDKs retry 404, 410, 429 and 5xx for up to 75 s, while a 400 makes
 ``ManagedIdentityCredential`` unavailable at once so ``DefaultAzureCredential`` moves on, which is
@@ -21,7 +27,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import audit, faults
-from sandbox.app import sandbox_of
 from sandbox.managed_identity.models import (
     APP_SERVICE,
     IMDS,
@@ -29,6 +34,7 @@ from sandbox.managed_identity.models import (
     ManagedIdentityEndpoints,
     NoIdentityEndpoint,
 )
+from sandbox.runtime import sandbox_of
 
 
 def _query(request: Request) -> dict[str, str]:
@@ -62,7 +68,22 @@ def _fault_for(request: Request, name: str, host: str) -> dict | None:
     return None
 
 
+def unknown_path_error(request: Request, status: int = 404) -> JSONResponse:
+    """What any path that is no identity endpoint of this installation gets (a wrong or missing
+    secret segment included): 400 in the endpoint's own shape, never a 404 the SDKs retry."""
+    style = APP_SERVICE if "/msi/" in request.url.path else IMDS
+    reason = f"no identity endpoint at this path (HTTP {status} answered as 400)"
+    audit.note(request, credential="managed-identity", decision="refused", reason=reason)
+    return _error(
+        style,
+        IdentityRequestError(400, "invalid_request", "No identity endpoint at this path."),
+    )
+
+
 async def _token(request: Request, style: str) -> Response:
+    given = request.path_params["secret"]
+    if not hmac.compare_digest(given.encode(), sandbox_of(request).mi_secret.encode()):
+        return unknown_path_error(request)
     host_name = request.path_params["host"]
     audit.note(request, credential="managed-identity", host=host_name)
     if _fault_for(request, "mi_unreachable", host_name):
@@ -141,8 +162,8 @@ async def bare_imds(request: Request) -> Response:
     return JSONResponse(
         {
             "error": "invalid_request",
-            "error_description": "This listener serves many hosts: use "
-            "/hosts/{host}/metadata/identity/oauth2/token.",
+            "error_description": "This listener serves many hosts: use the endpoint that "
+            "`python -m sandbox env --as <persona>` prints.",
         },
         status_code=400,
     )
@@ -150,7 +171,7 @@ async def bare_imds(request: Request) -> Response:
 
 def routes() -> list[BaseRoute]:
     return [
-        Route("/hosts/{host}/metadata/identity/oauth2/token", imds_token, methods=["GET"]),
-        Route("/hosts/{host}/msi/token", app_service_token, methods=["GET"]),
+        Route("/{secret}/hosts/{host}/metadata/identity/oauth2/token", imds_token, methods=["GET"]),
+        Route("/{secret}/hosts/{host}/msi/token", app_service_token, methods=["GET"]),
         Route("/metadata/identity/oauth2/token", bare_imds, methods=["GET", "POST"]),
     ]
