@@ -20,14 +20,21 @@ from helpers.redact import token_claims
 
 ACS_AUDIENCE = "https://communication.azure.com"
 DATA_PLANE_ROLES = ("Communication and Email Service Owner", "Contributor", "Owner")
-LEAST_PRIVILEGE = "Communication and Email Service Owner"
+LEAST_PRIVILEGE = "Communication and Email Service Owner"  # narrower, reported to work
+DOCUMENTED_ROLE = "Contributor"  # the role Microsoft's quickstart assigns
 
 
 @dataclass
 class Line:
-    ok: bool
+    """One graded line (``ok`` True or False) or a note that grades nothing (``ok`` None)."""
+
+    ok: bool | None
     text: str
     fix: str = ""
+
+    @property
+    def mark(self) -> str:
+        return {True: "✓", False: "✗", None: "ℹ"}[self.ok]
 
 
 @dataclass
@@ -39,17 +46,22 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return bool(self.lines) and all(line.ok for line in self.lines)
+        graded = [line.ok for line in self.lines if line.ok is not None]
+        return bool(graded) and all(graded)
 
     def add(self, ok: bool, text: str, fix: str = "") -> bool:
         self.lines.append(Line(bool(ok), text, "" if ok else fix))
         return bool(ok)
 
+    def note(self, text: str) -> None:
+        """Something worth knowing that is neither right nor wrong (shown with ℹ)."""
+        self.lines.append(Line(None, text))
+
     def __repr__(self) -> str:
         verdict = "all correct" if self.ok else "not yet"
         out = [f"{self.title}: {verdict}"]
         for line in self.lines:
-            out.append(f"  {'✓' if line.ok else '✗'} {line.text}")
+            out.append(f"  {line.mark} {line.text}")
             if line.fix:
                 out.append(f"      → {line.fix}")
         return "\n".join(out)
@@ -57,8 +69,8 @@ class Report:
     def _repr_html_(self) -> str:
         rows = []
         for line in self.lines:
-            mark = "✓" if line.ok else "✗"
-            colour = "#1a7f37" if line.ok else "#cf222e"
+            mark = line.mark
+            colour = {True: "#1a7f37", False: "#cf222e", None: "#0969da"}[line.ok]
             fix = f"<br/><em>→ {html.escape(line.fix)}</em>" if line.fix else ""
             rows.append(
                 f"<tr><td style='color:{colour};font-weight:bold'>{mark}</td>"
@@ -237,36 +249,54 @@ def identities_enabled(kit: target.Kit, credential: Any) -> Report:
 
 
 def roles_assigned(kit: target.Kit, credential: Any) -> Report:
-    """Notebook 2: each identity holds a data-plane role on the ACS resource, ideally the
-    narrowest one, and the broader roles are flagged."""
+    """Notebook 2: each identity holds a role that reaches the ACS data plane, on the ACS
+    resource itself, and not Owner (which can grant roles to others).
+
+    Contributor passes: it is the role Microsoft's quickstart assigns. The narrower
+    Communication and Email Service Owner is reported to work and is what the notebook grants;
+    a note says so. Neither is data-plane only (both can list and regenerate the keys), which is
+    why notebook 4 turns keys off."""
     report = Report("Role assignments on acs-tutorial")
     credential = progress.SharedToken.of(credential)  # both reads share one token
     p = _principals(kit, credential)
     roles = _roles_by_principal(kit, credential)
+    broad = False
     for key, label in (
         ("vm", "vm-tutorial's identity"),
         ("func", "func-tutorial's identity"),
         ("uai", progress.UAI_NAME),
     ):
-        held = roles.get(p[key] or "", [])
-        usable = [r for r, _ in held if r in DATA_PLANE_ROLES]
+        usable = [(r, s) for r, s in roles.get(p[key] or "", []) if r in DATA_PLANE_ROLES]
         if not report.add(
             bool(usable),
             f"{label} holds a role that reaches the ACS data plane",
-            f"Assign '{LEAST_PRIVILEGE}' to it on the ACS resource (step 3).",
+            f"Assign '{LEAST_PRIVILEGE}' (or '{DOCUMENTED_ROLE}') to it on the ACS resource "
+            "(step 3).",
         ):
             continue
+        names = {r for r, _ in usable}
         report.add(
-            LEAST_PRIVILEGE in usable,
-            f"{label}'s role is the narrowest that works ({LEAST_PRIVILEGE})",
-            f"It holds {', '.join(sorted(set(usable)))}: that works, but can do more than "
-            f"needed; prefer '{LEAST_PRIVILEGE}'.",
+            "Owner" not in names,
+            f"{label} cannot grant roles to others (no Owner)",
+            f"Owner can hand out access too; assign '{LEAST_PRIVILEGE}' instead.",
         )
-        narrow = [s for r, s in held if r == LEAST_PRIVILEGE]
         report.add(
-            any(s.lower() == kit.acs_resource_id.lower() for s in narrow),
+            any(s.lower() == kit.acs_resource_id.lower() for _, s in usable),
             f"{label}'s role is scoped to the ACS resource itself",
             "Assign it at the resource's id, not the resource group or the subscription.",
+        )
+        broad = broad or LEAST_PRIVILEGE not in names
+    if broad:
+        report.note(
+            f"{DOCUMENTED_ROLE} works: it is the role Microsoft's quickstart assigns. "
+            f"'{LEAST_PRIVILEGE}' is narrower (Communication and Email resources only) and "
+            "reported to work."
+        )
+    if report.ok:
+        report.note(
+            f"Neither {DOCUMENTED_ROLE} nor '{LEAST_PRIVILEGE}' is data-plane only: both can "
+            "list and regenerate the access keys. "
+            "Notebook 4 turns keys off."
         )
     return report
 

@@ -107,6 +107,19 @@ CLAIM_MEANINGS: dict[str, str] = {
 }
 TIME_CLAIMS = ("iat", "nbf", "exp")
 
+# A Communication Services user token (it names an ACS user in ``skypeid``) is not an Entra ID
+# token: the claims it shares with one mean something else there.
+ACS_USER_MEANINGS: dict[str, str] = {
+    "scp": "a number that encodes the scopes (internal; acsScope is the readable form)",
+}
+
+
+def claim_meanings(claims: dict[str, Any]) -> dict[str, str]:
+    """What each claim means for this kind of token (Entra ID, or an ACS user token)."""
+    if "skypeid" in claims:
+        return {**CLAIM_MEANINGS, **ACS_USER_MEANINGS}
+    return CLAIM_MEANINGS
+
 
 def token_text(token: Any) -> str:
     """The JWT inside a string, an azure.core ``AccessToken`` or ``AccessTokenInfo``."""
@@ -122,7 +135,7 @@ def token_text(token: Any) -> str:
 def token_rows(claims: dict[str, Any], now: float | None = None) -> list[tuple[str, str, str]]:
     """(claim, value, meaning) rows: the known claims in reading order, times as UTC."""
     rows = []
-    for name, meaning in CLAIM_MEANINGS.items():
+    for name, meaning in claim_meanings(claims).items():
         if name not in claims:
             continue
         value = claims[name]

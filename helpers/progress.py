@@ -143,6 +143,35 @@ def _identity(resource: Any) -> dict[str, Any]:
     return ident.as_dict() if hasattr(ident, "as_dict") else dict(ident)
 
 
+def merged_identity(
+    resource: Any,
+    *,
+    system_assigned: bool | None = None,
+    add: tuple[str, ...] = (),
+    remove: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The ``identity`` block to PATCH onto ``resource`` that changes only what is asked.
+
+    Resource Manager takes the identity *type* as given: ``{"type": "SystemAssigned"}`` on a
+    host that also has user-assigned identities detaches them, and ``{"type": "None"}`` turns
+    off every identity, including ones someone else attached. So read the current block, merge,
+    and write it whole, every attached identity named (as Entra's REST how-to advises).
+    ``system_assigned`` None keeps the system-assigned identity as it is; ``add`` and
+    ``remove`` are user-assigned identities' resource ids.
+    """
+    ident = _identity(resource)
+    kinds = {k.strip().lower() for k in str(ident.get("type") or "None").split(",")}
+    system = "systemassigned" in kinds if system_assigned is None else system_assigned
+    gone = {r.lower() for r in remove}
+    attached = [r for r in (ident.get("userAssignedIdentities") or {}) if r.lower() not in gone]
+    attached += [r for r in add if r.lower() not in {a.lower() for a in attached}]
+    types = (["SystemAssigned"] if system else []) + (["UserAssigned"] if attached else [])
+    block: dict[str, Any] = {"type": ", ".join(types) or "None"}
+    if attached:
+        block["userAssignedIdentities"] = {r: {} for r in attached}
+    return block
+
+
 def enable_identities(kit: target.Kit, credential: Any) -> dict[str, str]:
     """Notebook 1's result; returns the principal ids by name (vm, func, uai) and the uai's id."""
     from azure.core.exceptions import ResourceNotFoundError
@@ -157,7 +186,9 @@ def enable_identities(kit: target.Kit, credential: Any) -> dict[str, str]:
     vm = resources.resources.get_by_id(vm_id, api_version=API_VERSIONS[VM_TYPE])
     if "SystemAssigned" not in str(_identity(vm).get("type", "")):
         vm = resources.resources.begin_update_by_id(
-            vm_id, {"identity": {"type": "SystemAssigned"}}, api_version=API_VERSIONS[VM_TYPE]
+            vm_id,
+            {"identity": merged_identity(vm, system_assigned=True)},
+            api_version=API_VERSIONS[VM_TYPE],
         ).result()
 
     try:
@@ -175,12 +206,7 @@ def enable_identities(kit: target.Kit, credential: Any) -> dict[str, str]:
     if "SystemAssigned" not in str(ident.get("type", "")) or uai.id.lower() not in attached:
         func = resources.resources.begin_update_by_id(
             func_id,
-            {
-                "identity": {
-                    "type": "SystemAssigned, UserAssigned",
-                    "userAssignedIdentities": {uai.id: {}},
-                }
-            },
+            {"identity": merged_identity(func, system_assigned=True, add=(uai.id,))},
             api_version=API_VERSIONS[FUNC_TYPE],
         ).result()
     return {

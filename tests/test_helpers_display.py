@@ -143,3 +143,12 @@ def test_on_azure_the_sandbox_only_helpers_explain_themselves(azure_kit, shown):
 
 def test_countdown_uses_this_machine_clock():
     assert countdown(time.time() + 600) in ("expires in 10 min", "expires in 9 min")
+
+
+def test_an_acs_user_token_labels_scp_as_its_internal_bitmask():
+    acs_user = {"scp": 1792, "skypeid": "acs:x", "acsScope": "voip"}
+    meaning = {name: text for name, _, text in token_rows(acs_user)}
+    assert "internal" in meaning["scp"] and "acsScope" in meaning["scp"]
+    entra_user = {"scp": "user_impersonation", "upn": "a@b"}
+    meaning = {name: text for name, _, text in token_rows(entra_user)}
+    assert meaning["scp"] == "scopes granted to the app (delegated)"

@@ -139,3 +139,56 @@ def test_a_self_check_asks_az_once_for_its_three_clients(kit):
         with runs_of_az() as ran:
             checks.roles_assigned(kit, credential)
     assert len(ran) == 1, ran
+
+
+def test_merged_identity_changes_only_what_is_asked():
+    from types import SimpleNamespace
+
+    other, ours = (
+        "/subscriptions/s/rg/providers/x/id-other",
+        "/subscriptions/s/rg/providers/x/id-ours",
+    )
+    host = SimpleNamespace(identity={"type": "UserAssigned", "userAssignedIdentities": {other: {}}})
+    assert progress.merged_identity(host, system_assigned=True) == {
+        "type": "SystemAssigned, UserAssigned",
+        "userAssignedIdentities": {other: {}},
+    }
+    both = SimpleNamespace(
+        identity={"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {other: {}}}
+    )
+    assert progress.merged_identity(both, add=(ours,))["userAssignedIdentities"] == {
+        other: {},
+        ours: {},
+    }
+    assert progress.merged_identity(both, system_assigned=False, remove=(other.upper(),)) == {
+        "type": "None"
+    }
+    assert progress.merged_identity(SimpleNamespace(identity=None)) == {"type": "None"}
+
+
+def test_catching_up_keeps_an_identity_the_tutorial_did_not_attach(kit):
+    from azure.mgmt.msi import ManagedServiceIdentityClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    helpers.catch_up(through=0, quiet=True)
+    with helpers.acting_as("developer"):
+        credential = AzureCliCredential()
+        kwargs = helpers.mgmt_client_kwargs()
+        resources = ResourceManagementClient(credential, kit.subscription_id, **kwargs)
+        msi = ManagedServiceIdentityClient(credential, kit.subscription_id, **kwargs)
+        location = resources.resource_groups.get(kit.resource_group).location
+        other = msi.user_assigned_identities.create_or_update(
+            kit.resource_group, "id-someone-else", {"location": location}
+        )
+        vm_id = progress.host_id(kit, progress.VM_NAME, progress.VM_TYPE)
+        version = progress.API_VERSIONS[progress.VM_TYPE]
+        resources.resources.begin_update_by_id(
+            vm_id,
+            {"identity": {"type": "UserAssigned", "userAssignedIdentities": {other.id: {}}}},
+            api_version=version,
+        ).result()
+        helpers.catch_up(through=1, quiet=True)
+        identity = resources.resources.get_by_id(vm_id, api_version=version).identity.as_dict()
+    assert "SystemAssigned" in identity["type"] and "UserAssigned" in identity["type"]
+    attached = {k.lower() for k in identity["userAssignedIdentities"]}
+    assert other.id.lower() in attached
