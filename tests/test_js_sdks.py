@@ -1,0 +1,192 @@
+"""The JavaScript SDKs against the sandbox: @azure/identity, @azure/communication-identity and
+@azure/communication-sms, unmodified, in Node, over real HTTPS (issue 8: "The JavaScript and
+Python SDKs must both keep working against the sandbox").
+
+Each test runs ``tests/js/flow.mjs`` with one persona's environment (as ``python -m sandbox env
+--as NAME`` gives it), the sandbox's CA in ``NODE_EXTRA_CA_CERTS``, and a proxy on a dead
+loopback port for every host but 127.0.0.1, so a request meant for anywhere else fails loudly
+instead of leaving the machine. The script prints JSON lines (claims, never tokens); the tests
+assert on those and on what the sandbox recorded.
+
+The packages come from npm once, with the exact versions of ``tests/js/package.json``, into a
+cache folder outside the repository keyed by that file's hash (~15 s cold, nothing warm).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers.sandbox_api import apply_env
+from sandbox import world
+from sandbox.acs.errors import DENIED
+from tests.acs_support import MESSAGE_ID, PHONE, SENDER, connection_string
+from tests.test_acs_auth import CONTRIBUTOR, _assign
+from tests.test_arm import FUNC_ID, VM_ID, set_identity
+from tests.test_managed_identity import azure_mirid, sp_credential  # noqa: F401 - a fixture
+
+JS = Path(__file__).resolve().parent / "js"
+CACHE = Path.home() / ".cache" / "acs-mi-kit"
+DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, every proxied call fails
+V1_ISSUER = f"https://sts.windows.net/{world.TENANT_ID}/"
+
+
+def js_packages() -> Path:
+    """The folder holding ``node_modules`` for tests/js/package.json, installed once (under a
+    lock, for parallel workers) with scripts off and engines enforced."""
+    manifest = (JS / "package.json").read_bytes()
+    folder = CACHE / f"js-{hashlib.sha256(manifest).hexdigest()[:16]}"
+    done = folder / ".installed"
+    if done.exists():
+        return folder
+    npm = shutil.which("npm")
+    assert npm, "the JavaScript SDK tests need Node.js 20+ and npm"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            (folder / "package.json").write_bytes(manifest)
+            subprocess.run(
+                [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts",
+                 "--no-package-lock", "--engine-strict", "--no-update-notifier",
+                 "--loglevel=error"],
+                cwd=folder, check=True, capture_output=True, timeout=600,
+            )  # fmt: skip
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def node_folder() -> Path:
+    return js_packages()
+
+
+def node_flow(
+    node_folder: Path, control: Any, persona: str, step: str, **extra: str
+) -> subprocess.CompletedProcess:
+    """``node flow.mjs STEP`` as ``persona``, every host but loopback behind a dead proxy."""
+    script = node_folder / "flow.mjs"
+    shutil.copyfile(JS / "flow.mjs", script)  # beside node_modules, where imports resolve
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    apply_env(env, control("GET", f"/_sandbox/personas/{persona}"))
+    env.update(
+        NODE_EXTRA_CA_CERTS=control.doc["ca_file"],
+        HTTPS_PROXY=DEAD_PROXY,
+        HTTP_PROXY=DEAD_PROXY,
+        NO_PROXY="127.0.0.1,localhost",
+        ACS_ENDPOINT=control.doc["acs_endpoint"],
+        SMS_FROM=SENDER,
+        SMS_TO=PHONE,
+        **extra,
+    )
+    return subprocess.run(
+        ["node", str(script), step], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def run_flow(
+    node_folder: Path, control: Any, persona: str, step: str, **extra: str
+) -> list[dict[str, Any]]:
+    """The step's JSON lines; the test fails if the script exits non-zero."""
+    done = node_flow(node_folder, control, persona, step, **extra)
+    assert done.returncode == 0, f"node flow.mjs {step} exited {done.returncode}:\n{done.stderr}"
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def by_step(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {line["step"]: line for line in lines}
+
+
+def assert_user(line: dict[str, Any]) -> None:
+    """A Communication Services user, and a user token made for it with the asked scope."""
+    assert line["id"].startswith(f"8:acs:{world.ACS_IMMUTABLE_ID}_")
+    assert line["skypeid"] == line["id"].removeprefix("8:")
+    assert line["acsScope"] == "chat"
+
+
+def test_service_principal_creates_a_user_and_sends_an_sms(sandbox, fresh, node_folder):
+    before = fresh.last_log_id()
+    steps = by_step(run_flow(node_folder, fresh, "service-principal", "sp"))
+    token = steps["token"]
+    assert (token["ver"], token["iss"], token["appid"]) == ("1.0", V1_ISSUER, world.SP_CLIENT_ID)
+    assert token["aud"] == "https://communication.azure.com/"
+    assert_user(steps["user"])
+    sms = steps["sms"]
+    assert (sms["to"], sms["successful"], sms["httpStatusCode"]) == (PHONE, True, 202)
+    assert MESSAGE_ID.fullmatch(sms["messageId"])
+    [msg] = fresh("GET", f"/_sandbox/inbox/{PHONE}")["messages"]
+    assert (msg["messageId"], msg["message"]) == (sms["messageId"], "Hello from JavaScript")
+    # The sandbox saw the service principal's bearer token, not a key, on both calls.
+    acs = [e for e in fresh.log_after(before) if e["path"] in ("/identities", "/sms")]
+    assert [(e["path"], e["status"], e["credential"]) for e in acs] == [
+        ("/identities", 201, "bearer"),
+        ("/sms", 202, "bearer"),
+    ]
+
+
+def test_vm_managed_identity_gets_a_v1_token_and_creates_a_user(
+    sandbox,
+    fresh,
+    node_folder,
+    sp_credential,  # noqa: F811 - the fixture imported above
+):
+    vm = set_identity(sandbox, sp_credential, VM_ID, {"type": "SystemAssigned"})
+    _assign(fresh, vm.identity.principal_id, CONTRIBUTOR)
+    before = fresh.last_log_id()
+    steps = by_step(run_flow(node_folder, fresh, "vm-tutorial", "mi"))
+    token = steps["token"]
+    assert (token["ver"], token["iss"]) == ("1.0", V1_ISSUER)
+    assert token["xms_mirid"] == azure_mirid(VM_ID) and token["xms_mirid"].endswith(
+        "/virtualMachines/vm-tutorial"
+    )
+    assert token["oid"] == vm.identity.principal_id
+    assert_user(steps["user"])
+    [entry] = [e for e in fresh.log_after(before) if e["path"] == "/identities"]
+    assert (entry["status"], entry["principal_id"]) == (201, vm.identity.principal_id)
+
+
+def test_identity_without_a_role_is_denied_as_a_rest_error(
+    sandbox,
+    fresh,
+    node_folder,
+    sp_credential,  # noqa: F811 - the fixture imported above
+):
+    func = set_identity(sandbox, sp_credential, FUNC_ID, {"type": "SystemAssigned"})
+    steps = by_step(run_flow(node_folder, fresh, "func-tutorial", "refused"))
+    assert steps["token"]["oid"] == func.identity.principal_id
+    refused = steps["refused"]
+    assert refused["refused"] is True
+    assert (refused["name"], refused["statusCode"], refused["code"]) == ("RestError", 401, "Denied")
+    assert refused["message"] == DENIED == "Denied by the resource provider."
+
+
+def test_access_key_connection_string_creates_a_user(sandbox, fresh, node_folder):
+    before = fresh.last_log_id()
+    conn = connection_string(fresh)
+    steps = by_step(
+        run_flow(node_folder, fresh, "service-principal", "key", ACS_CONNECTION_STRING=conn)
+    )
+    assert_user(steps["user"])
+    [entry] = [e for e in fresh.log_after(before) if e["path"] == "/identities"]
+    assert (entry["status"], entry["credential"], entry["reason"]) == (
+        201,
+        "hmac",
+        "signed with primaryKey",
+    )
+
+
+def test_a_stray_request_goes_to_the_dead_proxy_not_out(sandbox, control, node_folder):
+    """The guard the other tests rely on: a call to a host that is not loopback goes to the dead
+    local proxy and fails there (the script exits non-zero); it never reaches the network."""
+    done = node_flow(node_folder, control, "service-principal", "stray",
+                     ACS_CONNECTION_STRING="endpoint=https://acs.example.invalid/;accesskey=a2V5")  # fmt: skip
+    assert done.returncode == 1 and "ECONNREFUSED 127.0.0.1:9" in done.stderr, done.stderr
+    assert '"reached"' not in done.stdout
