@@ -186,7 +186,9 @@ def test_access_key_connection_string_creates_a_user(sandbox, fresh, node_folder
 def test_a_stray_request_goes_to_the_dead_proxy_not_out(sandbox, control, node_folder):
     """The guard the other tests rely on: a call to a host that is not loopback goes to the dead
     local proxy and fails there (the script exits non-zero); it never reaches the network."""
-    done = node_flow(node_folder, control, "service-principal", "stray",
-                     ACS_CONNECTION_STRING="endpoint=https://acs.example.invalid/;accesskey=a2V5")  # fmt: skip
+    elsewhere = "endpoint=https://acs.example.invalid/;accesskey=a2V5"
+    done = node_flow(
+        node_folder, control, "service-principal", "stray", ACS_CONNECTION_STRING=elsewhere
+    )
     assert done.returncode == 1 and "ECONNREFUSED 127.0.0.1:9" in done.stderr, done.stderr
     assert '"reached"' not in done.stdout
