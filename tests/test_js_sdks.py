@@ -69,19 +69,24 @@ def node_folder() -> Path:
     return js_packages()
 
 
+def persona_env(control: Any, persona: str) -> dict[str, str]:
+    """This process's environment as ``persona``'s, with every host but loopback behind a dead
+    proxy so that a request meant for anywhere else fails instead of leaving the machine."""
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    apply_env(env, control("GET", f"/_sandbox/personas/{persona}"))
+    env.update(HTTPS_PROXY=DEAD_PROXY, HTTP_PROXY=DEAD_PROXY, NO_PROXY="127.0.0.1,localhost")
+    return env
+
+
 def node_flow(
     node_folder: Path, control: Any, persona: str, step: str, **extra: str
 ) -> subprocess.CompletedProcess:
     """``node flow.mjs STEP`` as ``persona``, every host but loopback behind a dead proxy."""
     script = node_folder / "flow.mjs"
     shutil.copyfile(JS / "flow.mjs", script)  # beside node_modules, where imports resolve
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    apply_env(env, control("GET", f"/_sandbox/personas/{persona}"))
+    env = persona_env(control, persona)
     env.update(
         NODE_EXTRA_CA_CERTS=control.doc["ca_file"],
-        HTTPS_PROXY=DEAD_PROXY,
-        HTTP_PROXY=DEAD_PROXY,
-        NO_PROXY="127.0.0.1,localhost",
         ACS_ENDPOINT=control.doc["acs_endpoint"],
         SMS_FROM=SENDER,
         SMS_TO=PHONE,
@@ -181,6 +186,34 @@ def test_access_key_connection_string_creates_a_user(sandbox, fresh, node_folder
         "hmac",
         "signed with primaryKey",
     )
+
+
+def test_laptop_default_credential_skips_managed_identity_and_uses_az(sandbox, fresh, node_folder):
+    """On the developer's laptop DefaultAzureCredential finds no managed identity and moves on;
+    before ``az login`` the chain fails, after ``az login --service-principal`` it reaches ACS."""
+    signed_in = Path(sandbox["state_dir"]) / "azure-cli"
+    shutil.rmtree(signed_in, ignore_errors=True)
+    before = node_flow(node_folder, fresh, "developer", "laptop")
+    assert before.returncode == 1 and "Please run 'az login'" in before.stderr, before.stderr
+    # The sandbox's laptop answers the IMDS path with an empty 400 (no socket to time out on):
+    # MSAL for Node reads it as a token response without "expiresOn" and the chain goes on.
+    assert 'AuthenticationRequiredError: Response had no "expiresOn" property.' in before.stderr
+
+    env = persona_env(fresh, "developer")
+    secret = fresh("GET", "/_sandbox/personas/service-principal")["set"]["AZURE_CLIENT_SECRET"]
+    login = subprocess.run(
+        [shutil.which("az", path=env["PATH"]), "login", "--service-principal",
+         "-u", world.SP_CLIENT_ID, "-p", secret, "--tenant", world.TENANT_ID],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    try:
+        steps = by_step(run_flow(node_folder, fresh, "developer", "laptop"))
+    finally:
+        shutil.rmtree(signed_in, ignore_errors=True)  # the next test's developer is signed out
+    token = steps["token"]
+    assert (token["ver"], token["iss"], token["appid"]) == ("1.0", V1_ISSUER, world.SP_CLIENT_ID)
+    assert_user(steps["user"])
 
 
 def test_a_stray_request_goes_to_the_dead_proxy_not_out(sandbox, control, node_folder):

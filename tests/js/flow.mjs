@@ -1,13 +1,17 @@
 // The JavaScript SDKs against the sandbox, driven by tests/test_js_sdks.py.
 //
-//   node flow.mjs <step>      step: sp | mi | refused | key | stray
+//   node flow.mjs <step>      step: sp | mi | refused | key | laptop | stray
 //
 // Each step prints JSON lines (one object per line) for the test to assert on. Tokens are never
 // printed, only their decoded claims. The persona's environment (python -m sandbox env --as NAME)
 // says who the process is; ACS_ENDPOINT, SMS_FROM, SMS_TO and ACS_CONNECTION_STRING say what to
 // call. Any failure the step does not expect ends the process with a non-zero exit code.
 
-import { ClientSecretCredential, ManagedIdentityCredential } from "@azure/identity";
+import {
+  ClientSecretCredential,
+  DefaultAzureCredential,
+  ManagedIdentityCredential,
+} from "@azure/identity";
 import { CommunicationIdentityClient } from "@azure/communication-identity";
 import { SmsClient } from "@azure/communication-sms";
 
@@ -117,6 +121,13 @@ const steps = {
   // An access key: the SDK signs each request with HMAC-SHA256.
   async key() {
     await createUserAndToken(env("ACS_CONNECTION_STRING"));
+  },
+  // The developer's laptop: DefaultAzureCredential finds no managed identity and moves on to
+  // the Azure CLI, signed in as the developer's own service principal.
+  async laptop() {
+    const credential = new DefaultAzureCredential();
+    await accessTokenClaims(credential);
+    await createUserAndToken(credential);
   },
   // A call to a host that is not loopback, once (no retries): it must fail at the dead proxy.
   async stray() {
