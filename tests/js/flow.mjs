@@ -104,18 +104,25 @@ const steps = {
   async refused() {
     const credential = new ManagedIdentityCredential();
     await accessTokenClaims(credential);
-    try {
-      await createUserAndToken(credential);
-      emit({ step: "refused", refused: false });
-    } catch (e) {
-      emit({
-        step: "refused",
-        refused: true,
-        name: e.name,
-        statusCode: e.statusCode,
-        code: e.code,
-        message: e.message,
-      });
+    const attempts = {
+      identity: () => createUserAndToken(credential),
+      sms: () => sendSms(credential),
+    };
+    for (const [client, attempt] of Object.entries(attempts)) {
+      try {
+        await attempt();
+        emit({ step: "refused", client, refused: false });
+      } catch (e) {
+        emit({
+          step: "refused",
+          client,
+          refused: true,
+          name: e.name,
+          statusCode: e.statusCode,
+          code: e.code ?? null,
+          message: e.message,
+        });
+      }
     }
   },
   // An access key: the SDK signs each request with HMAC-SHA256.
