@@ -54,12 +54,13 @@ def js_packages() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             (folder / "package.json").write_bytes(manifest)
-            subprocess.run(
+            installed = subprocess.run(
                 [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts",
                  "--no-package-lock", "--engine-strict", "--no-update-notifier",
                  "--loglevel=error"],
-                cwd=folder, check=True, capture_output=True, timeout=600,
+                cwd=folder, capture_output=True, text=True, timeout=600,
             )  # fmt: skip
+            assert installed.returncode == 0, f"npm install failed:\n{installed.stderr}"
             done.touch()
     return folder
 
@@ -67,6 +68,18 @@ def js_packages() -> Path:
 @pytest.fixture(scope="session")
 def node_folder() -> Path:
     return js_packages()
+
+
+def flow_script(node_folder: Path) -> Path:
+    """tests/js/flow.mjs, copied beside ``node_modules`` (where its imports resolve) under a
+    name of its content's hash, written whole before it appears (parallel workers share it)."""
+    text = (JS / "flow.mjs").read_bytes()
+    script = node_folder / f"flow-{hashlib.sha256(text).hexdigest()[:16]}.mjs"
+    if not script.exists():
+        partial = script.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(text)
+        os.replace(partial, script)
+    return script
 
 
 def persona_env(control: Any, persona: str) -> dict[str, str]:
@@ -82,8 +95,7 @@ def node_flow(
     node_folder: Path, control: Any, persona: str, step: str, **extra: str
 ) -> subprocess.CompletedProcess:
     """``node flow.mjs STEP`` as ``persona``, every host but loopback behind a dead proxy."""
-    script = node_folder / "flow.mjs"
-    shutil.copyfile(JS / "flow.mjs", script)  # beside node_modules, where imports resolve
+    script = flow_script(node_folder)
     env = persona_env(control, persona)
     env.update(
         NODE_EXTRA_CA_CERTS=control.doc["ca_file"],
