@@ -32,7 +32,12 @@ from sandbox.acs.errors import DENIED
 from tests.acs_support import MESSAGE_ID, PHONE, SENDER, connection_string
 from tests.test_acs_auth import CONTRIBUTOR, _assign
 from tests.test_arm import FUNC_ID, VM_ID, set_identity
-from tests.test_managed_identity import azure_mirid, sp_credential  # noqa: F401 - a fixture
+from tests.test_managed_identity import (  # noqa: F401 - sp_credential is a fixture
+    azure_mirid,
+    claims_of,
+    mi_get,
+    sp_credential,
+)
 
 JS = Path(__file__).resolve().parent / "js"
 CACHE = Path.home() / ".cache" / "acs-mi-kit"
@@ -169,6 +174,26 @@ def test_vm_managed_identity_gets_a_v1_token_and_creates_a_user(
     assert_user(steps["user"])
     [entry] = [e for e in fresh.log_after(before) if e["path"] == "/identities"]
     assert (entry["status"], entry["principal_id"]) == (201, vm.identity.principal_id)
+
+
+def test_imds_path_with_the_trailing_slash_msal_for_node_sends(
+    sandbox,
+    fresh,
+    sp_credential,  # noqa: F811 - the fixture imported above
+):
+    """The pod-identity endpoint serves ``…/oauth2/token/`` as ``…/oauth2/token``; without the
+    installation's secret segment the path is still no identity endpoint."""
+    vm = set_identity(sandbox, sp_credential, VM_ID, {"type": "SystemAssigned"})
+    query = "?api-version=2018-02-01&resource=https://communication.azure.com/"
+    meta = {"Metadata": "true"}
+    path = "/hosts/vm-tutorial/metadata/identity/oauth2/token/"
+    status, body = mi_get(sandbox, path + query, meta)
+    assert (status, body["resource"]) == (200, "https://communication.azure.com/")
+    assert claims_of(sandbox, body["access_token"])["oid"] == vm.identity.principal_id
+    secret = sandbox["mi_url"].rsplit("/", 1)[1]
+    outside = {**sandbox, "mi_url": sandbox["mi_url"].removesuffix("/" + secret) + "/wrong"}
+    status, body = mi_get(outside, path + query, meta)
+    assert (status, body["error"]) == (400, "invalid_request")
 
 
 def test_identity_without_a_role_is_denied_as_a_rest_error(
