@@ -172,6 +172,11 @@ async def bare_imds(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     return [
         Route("/{secret}/hosts/{host}/metadata/identity/oauth2/token", imds_token, methods=["GET"]),
+        # MSAL for Node appends a "/" to an AZURE_POD_IDENTITY_AUTHORITY_HOST endpoint; the
+        # pod-identity endpoint that variable names serves the path with and without it.
+        Route(
+            "/{secret}/hosts/{host}/metadata/identity/oauth2/token/", imds_token, methods=["GET"]
+        ),
         Route("/{secret}/hosts/{host}/msi/token", app_service_token, methods=["GET"]),
         Route("/metadata/identity/oauth2/token", bare_imds, methods=["GET", "POST"]),
     ]
