@@ -7,8 +7,11 @@ import json
 import os
 import shutil
 import ssl
+import subprocess
+import sys
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +165,31 @@ def https_json(doc: dict[str, Any], method: str, path: str, **kwargs: Any) -> tu
 
 
 __all__ = ["Control", "https_json", "personas", "REPO"]
+
+
+def sandbox_cli(
+    settings: Settings, *args: str, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """``python -m sandbox ARGS`` for the sandbox of ``settings`` (free ports), as a learner's
+    shell runs it; ``prefix`` runs it through another command (``setpriv`` for another user)."""
+    env = dict(
+        os.environ,
+        SANDBOX_STATE_DIR=str(settings.state_dir),
+        SANDBOX_HTTPS_PORT="0",
+        SANDBOX_MI_PORT="0",
+    )
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "sandbox", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def own_settings(tmp_path: Path) -> Iterator[Settings]:
+    """A sandbox of the test's own (its state folder in tmp_path), stopped afterwards."""
+    settings = Settings(state_dir=tmp_path / "state", https_port=0, mi_port=0)
+    yield settings
+    client.stop(settings)

@@ -5,41 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-
-import pytest
 
 from sandbox import client
-from sandbox.config import Settings
-from tests.conftest import https_json
-
-
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        SANDBOX_STATE_DIR=str(settings.state_dir),
-        SANDBOX_HTTPS_PORT="0",
-        SANDBOX_MI_PORT="0",
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "sandbox", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture
-def own_settings(tmp_path):
-    settings = Settings(state_dir=tmp_path / "state", https_port=0, mi_port=0)
-    yield settings
-    client.stop(settings)
+from tests.conftest import https_json, sandbox_cli
 
 
 def test_start_reuses_and_stop_ends(own_settings):
-    first = json.loads(_cli(own_settings, "start", "--json").stdout)
+    first = json.loads(sandbox_cli(own_settings, "start", "--json").stdout)
     for key in (
         "https_url",
         "mi_url",
@@ -51,11 +23,11 @@ def test_start_reuses_and_stop_ends(own_settings):
         "pid",
     ):
         assert key in first
-    second = json.loads(_cli(own_settings, "start", "--json").stdout)
+    second = json.loads(sandbox_cli(own_settings, "start", "--json").stdout)
     assert second["pid"] == first["pid"]
-    assert json.loads(_cli(own_settings, "status", "--json").stdout)["pid"] == first["pid"]
-    assert _cli(own_settings, "stop").returncode == 0
-    assert _cli(own_settings, "status").returncode == 1
+    assert json.loads(sandbox_cli(own_settings, "status", "--json").stdout)["pid"] == first["pid"]
+    assert sandbox_cli(own_settings, "stop").returncode == 0
+    assert sandbox_cli(own_settings, "status").returncode == 1
 
 
 def test_state_files_are_private_and_keys_survive_a_kill(own_settings):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,35 +18,15 @@ import pytest
 
 from sandbox import client
 from sandbox.config import Settings
-from tests.conftest import https_json
+from tests.conftest import https_json, sandbox_cli
 
 REMEDY = "python -m sandbox reset"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
 
 
-def cli(
-    settings: Settings, *args: str, prefix: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        SANDBOX_STATE_DIR=str(settings.state_dir),
-        SANDBOX_HTTPS_PORT="0",
-        SANDBOX_MI_PORT="0",
-    )
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "sandbox", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.fixture
-def own(tmp_path):
-    settings = Settings(state_dir=tmp_path / "state", https_port=0, mi_port=0)
-    yield settings
-    client.stop(settings)
+def own(own_settings: Settings) -> Settings:
+    return own_settings
 
 
 def _started_once(settings: Settings) -> dict:
@@ -58,7 +37,7 @@ def _started_once(settings: Settings) -> dict:
 
 def _refused(settings: Settings, *words: str) -> str:
     """Start must fail with one sentence (no traceback) holding these words."""
-    out = cli(settings, "start")
+    out = sandbox_cli(settings, "start")
     assert out.returncode != 0, out.stdout
     assert "Traceback" not in out.stderr, out.stderr
     message = out.stderr.strip()
@@ -77,7 +56,7 @@ def test_a_damaged_control_secret_opens_nothing_and_reset_repairs_it(own, conten
     _started_once(own)
     own.secret_file.write_text(content)
     _refused(own, "control secret", REMEDY)
-    assert cli(own, "reset").returncode == 0
+    assert sandbox_cli(own, "reset").returncode == 0
     doc = client.start(own)
     assert len(own.secret_file.read_text()) >= 32
     status, _ = https_json(doc, "GET", "/_sandbox/info")
@@ -108,7 +87,7 @@ def test_damaged_state_is_one_sentence_and_reset_recovers(own, name, damage, wor
             Path(f"{own.db_file}{suffix}").unlink(missing_ok=True)
     (own.state_dir / name).write_bytes(damage)
     _refused(own, *words, REMEDY)
-    out = cli(own, "reset")
+    out = sandbox_cli(own, "reset")
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     assert "set aside" in out.stdout
     doc = client.start(own)
@@ -124,7 +103,7 @@ def test_a_document_that_is_not_json_is_reported_not_served(own):
     db.commit()
     db.close()
     _refused(own, "tenant", REMEDY)
-    assert cli(own, "reset").returncode == 0
+    assert sandbox_cli(own, "reset").returncode == 0
     client.start(own)
 
 
@@ -133,7 +112,7 @@ def test_password_and_reset_say_what_is_wrong_instead_of_a_traceback(own):
     for suffix in ("-wal", "-shm"):
         Path(f"{own.db_file}{suffix}").unlink(missing_ok=True)
     own.db_file.write_bytes(b"garbage" * 500)
-    out = cli(own, "password")
+    out = sandbox_cli(own, "password")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert REMEDY in out.stderr
 
@@ -155,7 +134,7 @@ def test_a_read_only_store_fails_at_start_with_one_sentence(own):
     for path in own.state_dir.glob("sandbox.sqlite3*"):
         path.chmod(0o400)
     nocaps = ("setpriv", "--bounding-set=-all", "--inh-caps=-all")
-    out = cli(own, "start", prefix=nocaps)
+    out = sandbox_cli(own, "start", prefix=nocaps)
     assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
     assert "read-only" in out.stderr and "chmod" in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
@@ -215,7 +194,7 @@ def test_stop_never_signals_a_process_that_reused_the_pid(own):
         own.instance_file.write_text(
             json.dumps({"pid": bystander.pid, "https_url": "https://127.0.0.1:1"})
         )
-        out = cli(own, "stop")
+        out = sandbox_cli(own, "stop")
         assert out.returncode == 0 and "not running" in out.stdout
         assert bystander.poll() is None, "stop killed an unrelated process"
     finally:
@@ -246,7 +225,7 @@ def test_state_survives_a_stop(own):
 
 def test_two_starts_at_once_end_with_one_sandbox(own):
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda _: cli(own, "start", "--json"), range(2)))
+        results = list(pool.map(lambda _: sandbox_cli(own, "start", "--json"), range(2)))
     pids = {json.loads(r.stdout)["pid"] for r in results}
     assert len(pids) == 1, [r.stderr for r in results]
     assert client.server_pid(own) == pids.pop()
@@ -254,7 +233,7 @@ def test_two_starts_at_once_end_with_one_sandbox(own):
 
 def test_a_second_serve_on_the_same_folder_refuses(own):
     doc = client.start(own)
-    out = cli(own, "serve")
+    out = sandbox_cli(own, "serve")
     assert out.returncode != 0
     assert "already serves" in out.stderr and str(doc["pid"]) in out.stderr, out.stderr
     assert json.loads(own.instance_file.read_text())["pid"] == doc["pid"]
@@ -267,5 +246,5 @@ def test_a_damaged_instance_file_does_not_orphan_the_server(own):
     assert client.server_pid(own) == second["pid"]
     assert _gone(first["pid"])
     own.instance_file.write_text("{garbage")
-    assert cli(own, "stop").returncode == 0
+    assert sandbox_cli(own, "stop").returncode == 0
     assert client.server_pid(own) is None
