@@ -8,7 +8,7 @@ from helpers import widgets
 from helpers.display import events, inbox, show_token
 from helpers.doctor import doctor
 from helpers.faults import clear_faults, fault
-from helpers.flow import flow
+from helpers.flow import flow, watch
 from helpers.progress import catch_up
 from helpers.redact import redact_key, redact_secret, token_claims
 from helpers.signin import az_login
@@ -32,5 +32,6 @@ __all__ = [
     "setup",
     "show_token",
     "token_claims",
+    "watch",
     "widgets",
 ]

@@ -13,7 +13,8 @@ times, ports or generated ids appear in it, so the notebook tests can compare it
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 from xml.sax.saxutils import escape
@@ -409,6 +410,25 @@ def flow(since_mark: int | None, title: str | None = None) -> None:
 
     entries = kit.sandbox.requests_since(since_mark)
     display(SVG(data=flow_svg(entries, title=title, actor=calling_host(entries, kit.persona))))
+
+
+@contextmanager
+def watch(title: str | None = None) -> Iterator[None]:
+    """Draw what the ``with`` block caused on the sandbox, so a cell holds only the code taught.
+
+    The picture is drawn on the way out even when the block raises (an expected refusal is
+    the lesson), and then the exception goes on. On Azure there is no request log, so this
+    does nothing at all: the cell reads the same as it would in your own app.
+    """
+    kit = target.current()
+    if kit.target != target.SANDBOX:
+        yield
+        return
+    mark = kit.sandbox.mark()
+    try:
+        yield
+    finally:
+        flow(mark, title)
 
 
 def calling_host(entries: Sequence[dict[str, Any]], persona: str | None = None) -> str | None:

@@ -249,3 +249,37 @@ def test_flow_draws_what_a_cell_caused(kit, shown):
 def test_flow_needs_a_mark(kit):
     with pytest.raises(ValueError, match="kit.sandbox.mark"):
         helpers.flow(None)
+
+
+def test_watch_draws_what_the_block_caused(kit, shown):
+    helpers.act_as("service-principal")
+    with helpers.watch("create a user"):
+        CommunicationIdentityClient(kit.acs_endpoint, sp_credential()).create_user()
+    [picture] = shown
+    words = texts(picture.data)
+    assert words[0] == "create a user"
+    assert "create user (Entra token)" in words
+
+
+def test_watch_draws_then_lets_the_refusal_through(kit, shown):
+    helpers.act_as("vm-tutorial")
+    client = CommunicationIdentityClient(kit.acs_endpoint, DefaultAzureCredential())
+    with pytest.raises(ClientAuthenticationError):
+        with helpers.watch("refused"):
+            client.create_user()  # the VM has no identity yet
+    [picture] = shown
+    assert any(re.match(r"✗ 400 · refused", w) for w in texts(picture.data))
+
+
+def test_watch_does_nothing_on_azure(monkeypatch, shown):
+    from helpers import target
+    from helpers.target import AZURE, Kit
+
+    monkeypatch.setattr(target, "_current", Kit(AZURE, "https://x.y/", "s", "g", "n", "+1", ["+2"]))
+    with helpers.watch("on Azure"):
+        ran = True
+    assert ran and shown == []
+    with pytest.raises(KeyError):
+        with helpers.watch("on Azure"):
+            raise KeyError("the block's own error")
+    assert shown == []
