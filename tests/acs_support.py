@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import jsonschema
 from azure.core.credentials import AccessToken
 
-from sandbox import pki
+from sandbox import pki, world
 from sandbox.config import Settings
 from sandbox.entra.tokens import TokenService
 
@@ -235,3 +235,16 @@ class Specs:
             )
 
         return on_response
+
+
+def developer_mgmt(client_class: type, fixture: Any) -> Any:
+    """A management SDK client of ``client_class`` acting as the developer (Owner of the
+    subscription), with a token forged for Resource Manager; ``fixture`` is ``control`` or
+    ``fresh``."""
+    token = forge(fixture.settings, fixture.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    return client_class(
+        StaticCredential(token),
+        world.SUBSCRIPTION_ID,
+        base_url=fixture.doc["arm_url"],
+        credential_scopes=["https://management.azure.com/.default"],
+    )

@@ -32,6 +32,7 @@ from tests.acs_support import (
     AsyncStaticCredential,
     StaticCredential,
     connection_string,
+    developer_mgmt,
     forge,
     hmac_headers,
     key_of,
@@ -90,13 +91,7 @@ def _arm(control, method: str, path: str, body=None):
 
 def _authz(control) -> AuthorizationManagementClient:
     """The management SDK, acting as the developer (Owner of the subscription)."""
-    token = forge(control.settings, control.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
-    return AuthorizationManagementClient(
-        StaticCredential(token),
-        world.SUBSCRIPTION_ID,
-        base_url=control.doc["arm_url"],
-        credential_scopes=["https://management.azure.com/.default"],
-    )
+    return developer_mgmt(AuthorizationManagementClient, control)
 
 
 def _assign(control, principal: str, role: str, scope: str = world.ACS_RESOURCE_ID) -> str:
@@ -312,8 +307,8 @@ def test_bad_bearer_tokens_are_denied_and_the_log_has_the_reason(
     assert entry["credential"] == "bearer"
 
 
-def test_async_client_gets_the_same_refusal(sandbox, fresh):
-    token = forge(fresh.settings, sandbox, oid=world.DEVELOPER_OID, lifetime=-3600)
+def _async_create_user_is_denied(sandbox, token: str) -> None:
+    """The async client meets the same 401 Denied as the sync one."""
 
     async def main():
         async with AsyncIdentityClient(sandbox["acs_endpoint"], AsyncStaticCredential(token)) as c:
@@ -326,6 +321,12 @@ def test_async_client_gets_the_same_refusal(sandbox, fresh):
         "Denied",
         DENIED,
     )
+
+
+def test_async_client_gets_the_same_refusal(sandbox, fresh):
+    token = forge(fresh.settings, sandbox, oid=world.DEVELOPER_OID, lifetime=-3600)
+
+    _async_create_user_is_denied(sandbox, token)
 
 
 def test_token_signed_by_a_foreign_key_is_refused(sandbox, fresh):
@@ -380,17 +381,7 @@ def test_async_principal_without_role_gets_the_same_401(sandbox, fresh):
     oid = _new_principal(fresh)
     token = forge(fresh.settings, sandbox, oid=oid, idtyp="app")
 
-    async def main():
-        async with AsyncIdentityClient(sandbox["acs_endpoint"], AsyncStaticCredential(token)) as c:
-            await c.create_user()
-
-    with pytest.raises(ClientAuthenticationError) as e:
-        asyncio.run(main())
-    assert (e.value.status_code, e.value.error.code, e.value.error.message) == (
-        401,
-        "Denied",
-        DENIED,
-    )
+    _async_create_user_is_denied(sandbox, token)
 
 
 def test_reader_is_not_enough_and_the_message_says_what_is_held(sandbox, fresh):

@@ -23,11 +23,11 @@ from sandbox import world
 from sandbox.acs.errors import DENIED
 from sandbox.store import Store
 from tests.acs_support import (
-    ARM_AUDIENCE,
     PHONE,
     SENDER,
     StaticCredential,
     connection_string,
+    developer_mgmt,
     forge,
 )
 
@@ -35,13 +35,7 @@ pytestmark = pytest.mark.usefixtures("trust_sandbox_ca")
 
 
 def _mgmt(fresh) -> CommunicationServiceManagementClient:
-    token = forge(fresh.settings, fresh.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
-    return CommunicationServiceManagementClient(
-        StaticCredential(token),
-        world.SUBSCRIPTION_ID,
-        base_url=fresh.doc["arm_url"],
-        credential_scopes=["https://management.azure.com/.default"],
-    )
+    return developer_mgmt(CommunicationServiceManagementClient, fresh)
 
 
 def _set(fresh, disabled: bool) -> bool:

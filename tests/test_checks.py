@@ -62,17 +62,21 @@ def test_contributor_passes_with_a_note_and_owner_is_flagged(kit):
     auth = AuthorizationManagementClient(
         credential, kit.subscription_id, **helpers.mgmt_client_kwargs()
     )
-    for key in ("vm", "func", "uai"):
+
+    def grant(role: str, principal_id: str) -> None:
         auth.role_assignments.create(
             kit.acs_resource_id,
             str(uuid.uuid4()),
             RoleAssignmentCreateParameters(
                 role_definition_id=f"{kit.acs_resource_id}/providers/Microsoft.Authorization/"
-                f"roleDefinitions/{CONTRIBUTOR}",
-                principal_id=principals[key],
+                f"roleDefinitions/{role}",
+                principal_id=principal_id,
                 principal_type="ServicePrincipal",
             ),
         )
+
+    for key in ("vm", "func", "uai"):
+        grant(CONTRIBUTOR, principals[key])
     report = checks.roles_assigned(kit, credential)
     assert report.ok  # Contributor is the role Microsoft documents
     notes = [line.text for line in report.lines if line.ok is None]
@@ -80,16 +84,7 @@ def test_contributor_passes_with_a_note_and_owner_is_flagged(kit):
     assert any("list and regenerate the access keys" in n for n in notes)
     assert "ℹ Contributor works" in repr(report)
 
-    auth.role_assignments.create(
-        kit.acs_resource_id,
-        str(uuid.uuid4()),
-        RoleAssignmentCreateParameters(
-            role_definition_id=f"{kit.acs_resource_id}/providers/Microsoft.Authorization/"
-            f"roleDefinitions/{OWNER}",
-            principal_id=principals["vm"],
-            principal_type="ServicePrincipal",
-        ),
-    )
+    grant(OWNER, principals["vm"])
     lines = _lines(checks.roles_assigned(kit, credential))
     assert lines["vm-tutorial's identity holds a role that reaches the ACS data plane"]
     assert not lines["vm-tutorial's identity cannot grant roles to others (no Owner)"]
