@@ -62,6 +62,9 @@ class Kit:
     arm_url: str | None = None
     status: dict[str, Any] = field(default_factory=dict, repr=False)
     persona: str | None = None
+    # The tutorial's hosts; on Azure, .env may name them differently.
+    vm_name: str = "vm-tutorial"
+    func_app_name: str = "func-tutorial"
 
     @property
     def acs_resource_id(self) -> str:
