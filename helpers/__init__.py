@@ -4,7 +4,8 @@ They never wrap the SDK calls being taught; those are written out in the noteboo
 Everything here talks to the sandbox over HTTP(S) or through its command line, never by import.
 """
 
-from helpers import widgets
+from helpers import leftovers, widgets
+from helpers.confirm import confirm, sandbox_only
 from helpers.display import events, inbox, show_token
 from helpers.doctor import doctor
 from helpers.faults import clear_faults, fault
@@ -12,23 +13,36 @@ from helpers.flow import flow, watch
 from helpers.progress import catch_up
 from helpers.redact import redact_key, redact_secret, token_claims
 from helpers.signin import az_login
-from helpers.target import Kit, act_as, acting_as, mgmt_client_kwargs, setup
+from helpers.target import (
+    Kit,
+    KitConfigError,
+    RunsOnHost,
+    act_as,
+    acting_as,
+    mgmt_client_kwargs,
+    setup,
+)
 
 __all__ = [
     "Kit",
+    "KitConfigError",
+    "RunsOnHost",
     "act_as",
     "acting_as",
     "az_login",
     "catch_up",
     "clear_faults",
+    "confirm",
     "doctor",
     "events",
     "fault",
     "flow",
     "inbox",
+    "leftovers",
     "mgmt_client_kwargs",
     "redact_key",
     "redact_secret",
+    "sandbox_only",
     "setup",
     "show_token",
     "token_claims",

@@ -189,12 +189,10 @@ def show_token(token: Any) -> dict[str, Any]:
 # -- the sandbox's phones and events ------------------------------------------------------------
 
 
-def _sandbox_or_note(what: str):  # noqa: ANN202 - a Control or None
-    kit = target.current()
-    if kit.target != target.SANDBOX:
-        show(note(f"{what} exist only on the sandbox: on Azure, look at your phone instead."))
-        return None
-    return kit.sandbox
+def _sandbox_or_note(what: str, why: str):  # noqa: ANN202 - a Control or None
+    from helpers.confirm import sandbox_only  # it shows its sentence with this module's note
+
+    return target.current().sandbox if sandbox_only(what, why) else None
 
 
 def inbox_view(control: Any, phone: str) -> tuple[list[dict[str, Any]], Rich]:
@@ -215,7 +213,9 @@ def inbox(phone: str | None = None) -> list[dict[str, Any]]:
     a send worked without a real phone. Default: the learner's phone (``kit.phone``).
     Assign the result (``messages = inbox()``) so the notebook does not also print the list.
     """
-    control = _sandbox_or_note("Phone inboxes")
+    control = _sandbox_or_note(
+        "the phone's inbox", "only the sandbox's phones have one; on Azure, look at your phone"
+    )
     if control is None:
         return []
     messages, view = inbox_view(control, phone or target.current().phone)
@@ -240,7 +240,10 @@ def events(event_type: str | None = None) -> list[dict[str, Any]]:
     In Azure these go to an Event Grid subscription you create; the sandbox keeps them so a
     notebook can show that ``enable_delivery_report=True`` really produces a report.
     """
-    control = _sandbox_or_note("Recorded Event Grid events")
+    control = _sandbox_or_note(
+        "the recorded Event Grid events",
+        "on Azure only an Event Grid subscription on the ACS resource receives them (notebook 5)",
+    )
     if control is None:
         return []
     path = "/_sandbox/events" + (f"?type={quote(event_type, safe='')}" if event_type else "")

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from helpers import target
+from helpers.confirm import sandbox_only
 from helpers.display import note, show
 from helpers.sandbox_api import SandboxUnavailable
 
@@ -37,12 +38,9 @@ def describe(name: str, params: dict[str, Any]) -> str:
         return f"fault '{name}' with {params}"
 
 
-def _control():  # noqa: ANN202 - a Control or None
-    kit = target.current()
-    if kit.target != target.SANDBOX:
-        show(note("Faults exist only on the sandbox; on Azure nothing was changed."))
-        return None
-    return kit.sandbox
+def _control(step: str):  # noqa: ANN202 - a Control or None
+    why = "faults are the sandbox's way to break a machine on purpose; nothing was changed"
+    return target.current().sandbox if sandbox_only(step, why) else None
 
 
 def fault(name: str, **params: Any) -> dict[str, Any]:
@@ -51,7 +49,7 @@ def fault(name: str, **params: Any) -> dict[str, Any]:
     Returns the parameters the sandbox stored (defaults filled in). An unknown name or
     parameter is refused with the list of known ones.
     """
-    control = _control()
+    control = _control(f"the fault '{name}'")
     if control is None:
         return {}
     try:
@@ -65,7 +63,7 @@ def fault(name: str, **params: Any) -> dict[str, Any]:
 
 def clear_faults(name: str | None = None) -> None:
     """Switch off one fault, or all of them: the sandbox behaves normally again."""
-    control = _control()
+    control = _control("clearing faults")
     if control is None:
         return
     path = "/_sandbox/faults" + (f"/{quote(name, safe='')}" if name else "")

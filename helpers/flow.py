@@ -20,7 +20,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from helpers import target
-from helpers.display import note, show
+from helpers.confirm import sandbox_only
 
 MAX_STEPS = 40  # more than this is no longer a picture anyone reads
 
@@ -401,8 +401,7 @@ def flow(since_mark: int | None, title: str | None = None) -> None:
     On Azure there is no log of your requests to draw, so a short note says so instead.
     """
     kit = target.current()
-    if kit.target != target.SANDBOX:
-        show(note("The request-flow picture needs the sandbox: it draws the sandbox's own log."))
+    if not sandbox_only("the request-flow picture", "it is drawn from the sandbox's request log"):
         return
     if since_mark is None:
         raise ValueError("Pass the mark taken before the cell: `mark = kit.sandbox.mark()`.")

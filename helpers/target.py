@@ -38,12 +38,68 @@ _AZURE_SETTINGS: dict[str, tuple[re.Pattern[str], str]] = {
         "an https URL such as https://<resource>.communication.azure.com",
     ),
     "SMS_FROM_NUMBER": (_E164, "a phone number your resource leases, in E.164 form (+18005550100)"),
-    "SMS_TO_NUMBER": (_E164, "your own mobile number in E.164 form (+14255550123)"),
+    "SMS_TO_NUMBER": (
+        re.compile(r"^[^,]+(,[^,]+)*$"),  # each number is checked on its own: _phones()
+        "one or more mobile numbers in E.164 form, comma-separated (+14255550123,+14255550124)",
+    ),
+}
+# The tutorial's hosts: optional, the sandbox's names by default. Azure's naming rules: a VM
+# name up to 64 characters (letters, digits, '-', '_', '.'); a Function app's 2-60 of
+# letters, digits and '-' (it becomes a host name).
+_HOST_SETTINGS: dict[str, tuple[str, re.Pattern[str], str]] = {
+    "VM_NAME": (
+        "vm-tutorial",
+        re.compile(r"^[a-zA-Z0-9][-\w.]{0,62}[\w]$|^[a-zA-Z0-9]$"),
+        "the name of your virtual machine (letters, digits, '-', '_', '.')",
+    ),
+    "FUNC_APP_NAME": (
+        "func-tutorial",
+        re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]{0,58}[a-zA-Z0-9]$"),
+        "the name of your Function app (2-60 letters, digits and '-')",
+    ),
+}
+# The developer's service principal (notebook 3). Deliberately not AZURE_CLIENT_ID/SECRET:
+# with those in the environment, EnvironmentCredential answers first in every later
+# DefaultAzureCredential of every notebook (and AZURE_CLIENT_ID also picks a user-assigned
+# managed identity), so the kit's own names keep the service principal to the cell that uses it.
+SP_SETTINGS: dict[str, tuple[re.Pattern[str], str]] = {
+    "KIT_SP_TENANT_ID": (_GUID, "your Microsoft Entra tenant id (a GUID)"),
+    "KIT_SP_CLIENT_ID": (_GUID, "the service principal's application (client) id, a GUID"),
+    "KIT_SP_CLIENT_SECRET": (
+        re.compile(r"^\S{8,}$"),
+        "the service principal's client secret (in your shell, or in .env: git ignores it)",
+    ),
 }
 
 
 class KitConfigError(ValueError):
     """A missing or malformed setting, explained in one sentence that names the variable."""
+
+
+class RunsOnHost(RuntimeError):
+    """On Azure, a step meant for a host (the VM, the Function app) was asked of this kernel."""
+
+
+def _setting(name: str, pattern: re.Pattern[str], meaning: str, default: str | None = None) -> str:
+    """One setting from the environment (which .env fills), checked: missing or malformed is
+    refused with one sentence naming the variable and what it should hold."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        if default is not None:
+            return default
+        raise KitConfigError(f"{name} is not set: add it to .env as {meaning} (see .env.example).")
+    if not pattern.match(value):
+        raise KitConfigError(f"{name} is malformed: it should be {meaning}.")
+    return value
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    """The developer's service principal: what ``ClientSecretCredential`` needs."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: str = field(repr=False)
 
 
 @dataclass
@@ -79,6 +135,34 @@ class Kit:
         return self.phones[0]
 
     @property
+    def hosts(self) -> tuple[str, str]:
+        """The tutorial's two hosts: the VM's name and the Function app's."""
+        return (self.vm_name, self.func_app_name)
+
+    def service_principal(self) -> ServicePrincipal:
+        """The developer's service principal, read when a step needs it (notebook 3).
+
+        On the sandbox: the ``service-principal`` persona's variables (``act_as`` sets them).
+        On Azure: ``KIT_SP_TENANT_ID`` (else ``AZURE_TENANT_ID``), ``KIT_SP_CLIENT_ID`` and
+        ``KIT_SP_CLIENT_SECRET``, each checked with one sentence when missing or malformed.
+        """
+        if self.target == SANDBOX:
+            names = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET")
+            if not all(os.environ.get(n) for n in names):
+                raise KitConfigError(
+                    "The service principal's variables are not set: run "
+                    '`helpers.act_as("service-principal")` first.'
+                )
+            return ServicePrincipal(*(os.environ[n] for n in names))
+        return ServicePrincipal(
+            tenant_id=_setting(
+                "KIT_SP_TENANT_ID", *SP_SETTINGS["KIT_SP_TENANT_ID"], self.tenant_id
+            ),
+            client_id=_setting("KIT_SP_CLIENT_ID", *SP_SETTINGS["KIT_SP_CLIENT_ID"]),
+            client_secret=_setting("KIT_SP_CLIENT_SECRET", *SP_SETTINGS["KIT_SP_CLIENT_SECRET"]),
+        )
+
+    @property
     def sandbox(self) -> sandbox_api.Control:
         if self.target != SANDBOX:
             raise RuntimeError("This step only exists on the sandbox target.")
@@ -92,7 +176,9 @@ class Kit:
             "resource group": self.resource_group,
             "ACS resource": self.acs_name,
             "SMS sender": self.sender,
-            "learner phone": self.phone,
+            "learner phone": ", ".join(self.phones),
+            "VM": self.vm_name,
+            "Function app": self.func_app_name,
         }
         if self.persona:
             rows["running as"] = self.persona
@@ -120,17 +206,23 @@ def _load_dotenv() -> None:
             return
 
 
-def _azure_kit() -> Kit:
-    values = {}
-    for name, (pattern, meaning) in _AZURE_SETTINGS.items():
-        value = os.environ.get(name, "").strip()
-        if not value:
+def _phones(value: str) -> list[str]:
+    """SMS_TO_NUMBER's numbers, each checked to be E.164 (one sentence names the bad one)."""
+    phones = [p.strip() for p in value.split(",")]
+    for phone in phones:
+        if not _E164.match(phone):
             raise KitConfigError(
-                f"{name} is not set: add it to .env as {meaning} (see .env.example)."
+                f"SMS_TO_NUMBER is malformed: it should be {_AZURE_SETTINGS['SMS_TO_NUMBER'][1]}, "
+                f"and '{phone}' is not (a +, the country code, then digits only)."
             )
-        if not pattern.match(value):
-            raise KitConfigError(f"{name} is malformed: it should be {meaning}.")
-        values[name] = value
+    return phones
+
+
+def _azure_kit() -> Kit:
+    values = {name: _setting(name, *check) for name, check in _AZURE_SETTINGS.items()}
+    hosts = {
+        name: _setting(name, p, m, default) for name, (default, p, m) in _HOST_SETTINGS.items()
+    }
     return Kit(
         target=AZURE,
         acs_endpoint=values["ACS_ENDPOINT"].rstrip("/") + "/",
@@ -138,8 +230,10 @@ def _azure_kit() -> Kit:
         resource_group=values["ACS_RESOURCE_GROUP"],
         acs_name=values["ACS_RESOURCE_NAME"],
         sender=values["SMS_FROM_NUMBER"],
-        phones=[values["SMS_TO_NUMBER"]],
+        phones=_phones(values["SMS_TO_NUMBER"]),
         tenant_id=os.environ.get("AZURE_TENANT_ID") or None,
+        vm_name=hosts["VM_NAME"],
+        func_app_name=hosts["FUNC_APP_NAME"],
     )
 
 
@@ -181,16 +275,39 @@ def current() -> Kit:
     return _current
 
 
+_HOST_PERSONAS = {"vm-tutorial": "vm", "func-tutorial": "func"}  # the sandbox's persona names
+
+
+def _refuse_host(kit: Kit, persona: str) -> None:
+    """On Azure, raise (one sentence) when ``persona`` is a host: this kernel is not on it, and
+    carrying on would run the host's code as the learner's own sign-in."""
+    kind = {kit.vm_name: "vm", kit.func_app_name: "func", **_HOST_PERSONAS}.get(persona)
+    if kind == "vm":
+        raise RunsOnHost(
+            f"On Azure this step runs on the VM {kit.vm_name}, not in this notebook (here it would "
+            f"run as you): send it there with helpers.on_host(kit.vm_name, code)."
+        )
+    if kind == "func":
+        raise RunsOnHost(
+            f"On Azure this step runs in the Function app {kit.func_app_name}, not in this "
+            "notebook (here it would run as you): call the function with "
+            "helpers.call_function(...)."
+        )
+
+
 def act_as(persona: str) -> str:
     """Make this kernel act as a sandbox persona: the developer's laptop or a simulated host.
 
     Every credential variable is replaced together, and the IMDS address always points at the
     sandbox, so no credential made before or after the switch can reach 169.254.169.254 or a
-    Microsoft host. On the azure target nothing changes: your code runs as whoever runs it.
+    Microsoft host. On the azure target this kernel is your machine: "developer" (and
+    "service-principal", whose cell builds its credential from KIT_SP_*) change nothing, and a
+    host's name raises ``RunsOnHost``, saying where that code must run instead.
     """
     kit = current()
     if kit.target != SANDBOX:
-        return "azure target: no persona switch (your code runs as whoever runs it)"
+        _refuse_host(kit, persona)
+        return persona
     sandbox_api.apply_env(os.environ, kit.sandbox.persona(persona))
     kit.persona = persona
     return persona
@@ -201,10 +318,13 @@ def acting_as(persona: str | None) -> Iterator[None]:
     """Act as a sandbox persona for the duration of a block, then restore the environment.
 
     Credentials read the environment when they are built (and ``AzureCliCredential`` finds
-    ``az`` on PATH when it runs), so both must happen inside the block.
+    ``az`` on PATH when it runs), so both must happen inside the block. On Azure, as
+    ``act_as``: a host's name raises ``RunsOnHost``, anything else runs as you.
     """
     kit = current()
     if persona is None or kit.target != SANDBOX:
+        if persona is not None:
+            _refuse_host(kit, persona)
         yield
         return
     saved_env, saved_persona = dict(os.environ), kit.persona

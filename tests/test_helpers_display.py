@@ -136,9 +136,10 @@ def test_on_azure_the_sandbox_only_helpers_explain_themselves(azure_kit, shown):
     helpers.clear_faults()
     helpers.flow(None)
     texts = [repr(x) for x in shown]
-    assert texts[0].startswith("Phone inboxes exist only on the sandbox")
-    assert texts[2] == "Faults exist only on the sandbox; on Azure nothing was changed."
-    assert "needs the sandbox" in texts[-1]
+    assert texts[0].startswith("Skipped on Azure: the phone's inbox, because only the sandbox")
+    assert texts[2].startswith("Skipped on Azure: the fault 'throttle', because faults are")
+    assert texts[2].endswith("nothing was changed.")
+    assert texts[-1].startswith("Skipped on Azure: the request-flow picture, because")
 
 
 def test_countdown_uses_this_machine_clock():
