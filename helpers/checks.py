@@ -43,11 +43,19 @@ class Report:
 
     title: str
     lines: list[Line] = field(default_factory=list)
+    skipped: str = ""  # why nothing could be graded here, e.g. "sandbox only"
 
     @property
     def ok(self) -> bool:
         graded = [line.ok for line in self.lines if line.ok is not None]
         return bool(graded) and all(graded)
+
+    @property
+    def verdict(self) -> str:
+        """ "all correct", "not yet", or "skipped (why)" when nothing could be graded here."""
+        if self.skipped:
+            return f"skipped ({self.skipped})"
+        return "all correct" if self.ok else "not yet"
 
     def add(self, ok: bool, text: str, fix: str = "") -> bool:
         self.lines.append(Line(bool(ok), text, "" if ok else fix))
@@ -58,8 +66,7 @@ class Report:
         self.lines.append(Line(None, text))
 
     def __repr__(self) -> str:
-        verdict = "all correct" if self.ok else "not yet"
-        out = [f"{self.title}: {verdict}"]
+        out = [f"{self.title}: {self.verdict}"]
         for line in self.lines:
             out.append(f"  {line.mark} {line.text}")
             if line.fix:
@@ -76,9 +83,8 @@ class Report:
                 f"<tr><td style='color:{colour};font-weight:bold'>{mark}</td>"
                 f"<td style='text-align:left'>{html.escape(line.text)}{fix}</td></tr>"
             )
-        verdict = "all correct" if self.ok else "not yet"
         return (
-            f"<div><strong>{html.escape(self.title)}: {verdict}</strong>"
+            f"<div><strong>{html.escape(self.title)}: {html.escape(self.verdict)}</strong>"
             f"<table>{''.join(rows)}</table></div>"
         )
 
@@ -91,11 +97,12 @@ def _log(kit: target.Kit, since: int | None) -> list[dict[str, Any]]:
 
 
 def _needs_sandbox(report: Report) -> Report:
-    report.add(
-        False,
-        "this check reads the sandbox's request log, which Azure does not have",
-        "Run the notebook against the sandbox to grade it, or look at your resource's "
-        "diagnostic logs in the portal.",
+    """On Azure, a check graded from the request log grades nothing: it says it was skipped
+    (never "not yet", which would blame the learner for what Azure does not show)."""
+    report.skipped = "sandbox only"
+    report.note(
+        "this check reads the sandbox's request log, which Azure does not have: run the notebook "
+        "on the sandbox to grade it, or read your resource's diagnostic logs in the portal"
     )
     return report
 
@@ -151,12 +158,12 @@ def _principals(kit: target.Kit, credential: Any) -> dict[str, str | None]:
     resources, msi, _ = _mgmt(kit, credential)
     vm = _identity_of(
         resources,
-        progress.host_id(kit, progress.VM_NAME, progress.VM_TYPE),
+        progress.vm_id(kit),
         progress.API_VERSIONS[progress.VM_TYPE],
     )
     func = _identity_of(
         resources,
-        progress.host_id(kit, progress.FUNC_NAME, progress.FUNC_TYPE),
+        progress.func_id(kit),
         progress.API_VERSIONS[progress.FUNC_TYPE],
     )
     try:
@@ -227,13 +234,13 @@ def identities_enabled(kit: target.Kit, credential: Any) -> Report:
     p = _principals(kit, credential)
     report.add(
         p["vm"] is not None,
-        "vm-tutorial has a system-assigned identity",
-        "Run the step that PATCHes vm-tutorial with identity type 'SystemAssigned'.",
+        f"{kit.vm_name} has a system-assigned identity",
+        f"Run the step that PATCHes {kit.vm_name} with identity type 'SystemAssigned'.",
     )
     report.add(
         p["func"] is not None,
-        "func-tutorial has a system-assigned identity",
-        "PATCH func-tutorial with identity type 'SystemAssigned, UserAssigned'.",
+        f"{kit.func_app_name} has a system-assigned identity",
+        f"PATCH {kit.func_app_name} with identity type 'SystemAssigned, UserAssigned'.",
     )
     report.add(
         p["uai"] is not None,
@@ -242,8 +249,8 @@ def identities_enabled(kit: target.Kit, credential: Any) -> Report:
     )
     report.add(
         bool(p["uai_id"]) and p["uai_id"].lower() in p["func_user_assigned"].split(","),
-        f"{progress.UAI_NAME} is attached to func-tutorial",
-        "Include it in func-tutorial's identity.userAssignedIdentities.",
+        f"{progress.UAI_NAME} is attached to {kit.func_app_name}",
+        f"Include it in {kit.func_app_name}'s identity.userAssignedIdentities.",
     )
     return report
 
@@ -256,14 +263,14 @@ def roles_assigned(kit: target.Kit, credential: Any) -> Report:
     Communication and Email Service Owner is reported to work and is what the notebook grants;
     a note says so. Neither is data-plane only (both can list and regenerate the keys), which is
     why notebook 4 turns keys off."""
-    report = Report("Role assignments on acs-tutorial")
+    report = Report(f"Role assignments on {kit.acs_name}")
     credential = progress.SharedToken.of(credential)  # both reads share one token
     p = _principals(kit, credential)
     roles = _roles_by_principal(kit, credential)
     broad = False
     for key, label in (
-        ("vm", "vm-tutorial's identity"),
-        ("func", "func-tutorial's identity"),
+        ("vm", f"{kit.vm_name}'s identity"),
+        ("func", f"{kit.func_app_name}'s identity"),
         ("uai", progress.UAI_NAME),
     ):
         usable = [(r, s) for r, s in roles.get(p[key] or "", []) if r in DATA_PLANE_ROLES]
@@ -324,11 +331,11 @@ def authenticated_everywhere(kit: target.Kit, since: int) -> Report:
         "Run the service-principal step.",
     )
     for host, kind, text in (
-        ("vm-tutorial", "SystemAssigned", "vm-tutorial's system-assigned identity (IMDS)"),
+        (kit.vm_name, "SystemAssigned", f"{kit.vm_name}'s system-assigned identity (IMDS)"),
         (
-            "func-tutorial",
+            kit.func_app_name,
             "SystemAssigned",
-            "func-tutorial's system-assigned identity (App Service)",
+            f"{kit.func_app_name}'s system-assigned identity (App Service)",
         ),
         (progress.UAI_NAME, "UserAssigned", f"{progress.UAI_NAME}, picked by its client id"),
     ):
@@ -360,7 +367,7 @@ def identity_api_with_managed_identity(kit: target.Kit, since: int) -> Report:
         report.add(
             bool(_find(by_mi, operation=operation)),
             f"{text}, authorized by a managed identity's Microsoft Entra ID token",
-            f"Run the {operation.split('.')[1]} step acting as vm-tutorial.",
+            f"Run the {operation.split('.')[1]} step on {kit.vm_name}.",
         )
     hmac = _find(log, credential="hmac", decision="allowed")
     report.add(
@@ -371,9 +378,11 @@ def identity_api_with_managed_identity(kit: target.Kit, since: int) -> Report:
     return report
 
 
-def sms_with_managed_identity(kit: target.Kit, since: int, host: str = "vm-tutorial") -> Report:
-    """Notebook 5: the SMS went out with ``host``'s managed identity, not with an access key."""
+def sms_with_managed_identity(kit: target.Kit, since: int, host: str | None = None) -> Report:
+    """Notebook 5: the SMS went out with ``host``'s managed identity (default: the VM's), not
+    with an access key."""
     report = Report("SMS sending")
+    host = host or kit.vm_name
     if kit.target != target.SANDBOX:
         return _needs_sandbox(report)
     log = _log(kit, since)
@@ -470,27 +479,49 @@ def troubleshooting(kit: target.Kit, since: int) -> Report:
 # -- notebook 7 ----------------------------------------------------------------------------------
 
 
-def cleaned_up(kit: target.Kit, credential: Any) -> Report:
-    """Notebook 7: nothing the tutorial granted or enabled is left."""
+def cleaned_up(kit: target.Kit, credential: Any, principals: Iterable[str] | None = None) -> Report:
+    """Notebook 7: nothing the tutorial granted or enabled is left, and what the learner had
+    before the tutorial (recorded in ``leftovers`` when a notebook first changed it) is there.
+
+    ``principals``: the tutorial's identities as they were before clean-up; only their role
+    assignments count (others on the resource are someone else's). Without it, every
+    assignment made at the ACS resource itself counts, as on the sandbox's seeded world.
+    """
+    from helpers import leftovers
+
     report = Report("Clean-up")
     credential = progress.SharedToken.of(credential)  # both reads share one token
     p = _principals(kit, credential)
     roles = _roles_by_principal(kit, credential)
-    report.add(p["vm"] is None, "vm-tutorial has no system-assigned identity", "Run step 3.")
-    report.add(p["func"] is None, "func-tutorial has no system-assigned identity", "Run step 3.")
-    report.add(
-        p["uai"] is None,
-        f"the user-assigned identity {progress.UAI_NAME} is deleted",
-        "Run step 4.",
-    )
+    for key, name in (("vm", kit.vm_name), ("func", kit.func_app_name)):
+        if leftovers.found(kit, f"{name}.system_assigned", False):
+            report.note(f"{name} keeps the system-assigned identity it had before the tutorial")
+            continue
+        report.add(p[key] is None, f"{name} has no system-assigned identity", "Run step 3.")
+    if leftovers.found(kit, f"{progress.UAI_NAME}.existed", False):
+        report.note(f"{progress.UAI_NAME} existed before the tutorial, so it is kept")
+    else:
+        report.add(
+            p["uai"] is None,
+            f"the user-assigned identity {progress.UAI_NAME} is deleted",
+            "Run step 4.",
+        )
+    wanted = {pid.lower() for pid in principals} if principals is not None else None
     left = [
         pid
         for pid, held in roles.items()
         if any(s.lower() == kit.acs_resource_id.lower() for _, s in held)
+        and (wanted is None or pid.lower() in wanted)
     ]
+    whose = "the tutorial's identities" if wanted is not None else "any principal"
     report.add(
         not left,
-        "no role assignment is left on acs-tutorial itself",
+        f"no role assignment of {whose} is left on {kit.acs_name} itself",
         f"{len(left)} principal(s) still hold a role there: run step 2.",
+    )
+    report.add(
+        not leftovers.recorded_users(kit),
+        "no Communication Services user the notebooks recorded is left",
+        "Run step 1: it deletes the users the notebooks and widgets recorded.",
     )
     return report

@@ -75,19 +75,28 @@ def forget_users(kit: target.Kit, *user_ids: str) -> None:
 
 
 def delete_recorded_users(kit: target.Kit, identity_client: Any) -> int:
-    """Delete every recorded user with ``identity_client`` and forget it; a user already gone
-    (404) is forgotten too. Returns how many were deleted. A refusal (no role) raises, and the
-    ids stay recorded for the next try."""
-    from azure.communication.identity import CommunicationUserIdentifier
-    from azure.core.exceptions import ResourceNotFoundError
+    """Delete every recorded user with ``identity_client`` and forget it. Returns how many
+    were deleted.
 
+    Communication Services answers 401 ``Denied`` both for a user that is already gone and for
+    a caller without a role. So first one user is created and deleted, which proves the client
+    may delete (a refusal raises, and every id stays recorded); after that, a 401 or 404 for a
+    recorded id means it was already deleted, and it is forgotten too.
+    """
+    from azure.communication.identity import CommunicationUserIdentifier
+    from azure.core.exceptions import ClientAuthenticationError, ResourceNotFoundError
+
+    ids = recorded_users(kit)
+    if not ids:
+        return 0
+    identity_client.delete_user(identity_client.create_user())  # may this client delete?
     deleted = 0
-    for user_id in recorded_users(kit):
+    for user_id in ids:
         try:
             identity_client.delete_user(CommunicationUserIdentifier(user_id))
             deleted += 1
-        except ResourceNotFoundError:
-            pass
+        except (ClientAuthenticationError, ResourceNotFoundError):
+            pass  # already gone
         forget_users(kit, user_id)
     return deleted
 

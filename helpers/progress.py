@@ -24,21 +24,22 @@ from typing import Any
 from helpers import signin, target
 
 # The names the tutorial uses (notebook 1 creates / enables them, notebook 2 grants the role).
-VM_NAME = "vm-tutorial"
-FUNC_NAME = "func-tutorial"
+# The hosts' names are the kit's (``kit.vm_name``, ``kit.func_app_name``: .env on Azure).
 UAI_NAME = "id-acs-tutorial"
 ROLE_NAME = "Communication and Email Service Owner"
 VM_TYPE = "Microsoft.Compute/virtualMachines"
 FUNC_TYPE = "Microsoft.Web/sites"
 API_VERSIONS = {VM_TYPE: "2024-07-01", FUNC_TYPE: "2023-12-01"}
 
-# What each notebook leaves behind, for the message catch_up prints.
-STEPS = {
-    0: "the sandbox runs and the developer is signed in (az login)",
-    1: "system-assigned identities on vm-tutorial and func-tutorial; "
-    "id-acs-tutorial created and attached to func-tutorial",
-    2: f"'{ROLE_NAME}' on acs-tutorial for those three identities",
-}
+
+def steps(kit: target.Kit) -> dict[int, str]:
+    """What each notebook leaves behind, for the message catch_up prints."""
+    return {
+        0: "the sandbox runs and the developer is signed in (az login)",
+        1: f"system-assigned identities on {kit.vm_name} and {kit.func_app_name}; "
+        f"{UAI_NAME} created and attached to {kit.func_app_name}",
+        2: f"'{ROLE_NAME}' on {kit.acs_name} for those three identities",
+    }
 
 
 class CatchUpError(RuntimeError):
@@ -50,6 +51,16 @@ def host_id(kit: target.Kit, name: str, rtype: str) -> str:
         f"/subscriptions/{kit.subscription_id}/resourceGroups/{kit.resource_group}"
         f"/providers/{rtype}/{name}"
     )
+
+
+def vm_id(kit: target.Kit) -> str:
+    """The resource id of the tutorial's VM (``kit.vm_name``)."""
+    return host_id(kit, kit.vm_name, VM_TYPE)
+
+
+def func_id(kit: target.Kit) -> str:
+    """The resource id of the tutorial's Function app (``kit.func_app_name``)."""
+    return host_id(kit, kit.func_app_name, FUNC_TYPE)
 
 
 def _az(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -182,11 +193,10 @@ def enable_identities(kit: target.Kit, credential: Any) -> dict[str, str]:
     resources = ResourceManagementClient(credential, kit.subscription_id, **kwargs)
     msi = ManagedServiceIdentityClient(credential, kit.subscription_id, **kwargs)
 
-    vm_id = host_id(kit, VM_NAME, VM_TYPE)
-    vm = resources.resources.get_by_id(vm_id, api_version=API_VERSIONS[VM_TYPE])
+    vm = resources.resources.get_by_id(vm_id(kit), api_version=API_VERSIONS[VM_TYPE])
     if "SystemAssigned" not in str(_identity(vm).get("type", "")):
         vm = resources.resources.begin_update_by_id(
-            vm_id,
+            vm_id(kit),
             {"identity": merged_identity(vm, system_assigned=True)},
             api_version=API_VERSIONS[VM_TYPE],
         ).result()
@@ -199,13 +209,12 @@ def enable_identities(kit: target.Kit, credential: Any) -> dict[str, str]:
             kit.resource_group, UAI_NAME, {"location": location}
         )
 
-    func_id = host_id(kit, FUNC_NAME, FUNC_TYPE)
-    func = resources.resources.get_by_id(func_id, api_version=API_VERSIONS[FUNC_TYPE])
+    func = resources.resources.get_by_id(func_id(kit), api_version=API_VERSIONS[FUNC_TYPE])
     ident = _identity(func)
     attached = {k.lower() for k in (ident.get("userAssignedIdentities") or {})}
     if "SystemAssigned" not in str(ident.get("type", "")) or uai.id.lower() not in attached:
         func = resources.resources.begin_update_by_id(
-            func_id,
+            func_id(kit),
             {"identity": merged_identity(func, system_assigned=True, add=(uai.id,))},
             api_version=API_VERSIONS[FUNC_TYPE],
         ).result()
@@ -252,7 +261,7 @@ def catch_up(through: int, quiet: bool = False) -> str:
     the developer's sign-in). Idempotent; on Azure it only says what to do. Returns the message
     it prints."""
     kit = target.current()
-    done = [STEPS[n] for n in sorted(STEPS) if n <= through]
+    done = [text for n, text in sorted(steps(kit).items()) if n <= through]
     if kit.target != target.SANDBOX:
         message = (
             "azure target: catch_up changes nothing in your subscription. Make sure you have "

@@ -24,7 +24,11 @@ from helpers import target
 from helpers.display import Rich, countdown, esc, inbox_view, table, token_view, utc
 
 ACS_SCOPE = "https://communication.azure.com/.default"
-PERSONAS = ("developer", "vm-tutorial", "func-tutorial", "service-principal")
+
+
+def personas(kit: target.Kit) -> tuple[str, ...]:
+    """The sandbox personas a widget can run as: the developer, the kit's two hosts, the SP."""
+    return ("developer", kit.vm_name, kit.func_app_name, "service-principal")
 
 
 # -- shared pieces ---------------------------------------------------------------------------------
@@ -157,8 +161,8 @@ class CredentialChainExplorer(KitWidget):
     def __init__(self) -> None:
         kit = target.current()
         on_sandbox = kit.target == target.SANDBOX
-        options = list(PERSONAS) if on_sandbox else ["(you, on this machine)"]
-        start = kit.persona if on_sandbox and kit.persona in PERSONAS else options[0]
+        options = list(personas(kit)) if on_sandbox else ["(you, on this machine)"]
+        start = kit.persona if on_sandbox and kit.persona in options else options[0]
         self.persona = w.Dropdown(options=options, value=start, description="run as")
         self.persona.disabled = not on_sandbox
         self.scope = w.Text(
@@ -367,7 +371,8 @@ class RoleSwitch(KitWidget):
         try:
             with target.acting_as(self.run_as):
                 credential = self.credential or DefaultAzureCredential()
-                CommunicationIdentityClient(self.kit.acs_endpoint, credential).create_user()
+                client = CommunicationIdentityClient(self.kit.acs_endpoint, credential)
+                client.delete_user(client.create_user())  # nothing left behind
         except HttpResponseError as e:
             # ACS refuses a token without a role with 401 (a ClientAuthenticationError too): only
             # an error without a status comes from the credential itself.
@@ -377,7 +382,8 @@ class RoleSwitch(KitWidget):
                 self.result.value = _line(f"refused ({_error_text(e)})", False)
             return False
         self.result.value = _line(
-            "allowed: create_user() created a Communication Services user.", True
+            "allowed: create_user() created a Communication Services user (deleted again).",
+            True,
         )
         return True
 
@@ -455,8 +461,23 @@ class IdentityExplorer(KitWidget):
             f"expires {utc(epoch)} ({countdown(epoch)})"
         )
         self.issued = {"user_id": user.properties["id"], "scopes": chosen, "claims": claims}
-        self.result.value = _line(head, True) + view.html
+        self.result.value = _line(head, True) + view.html + _line(self._delete(user))
         return self.issued
+
+    def _delete(self, user: Any) -> str:
+        """Delete the user just made: the token is shown as claims only, so nothing needs it,
+        and Communication Services cannot list users for a later clean-up to find. If the
+        delete fails, the id is recorded for notebook 7."""
+        from azure.core.exceptions import HttpResponseError
+
+        from helpers import leftovers
+
+        try:
+            self.client.delete_user(user)
+        except HttpResponseError as e:
+            leftovers.record_users(target.current(), user.properties["id"])
+            return f"Could not delete the user ({_error_text(e)}): recorded for notebook 7."
+        return "The user is deleted again, and its token with it: the explorer keeps nothing."
 
 
 def identity_explorer(identity_client: Any) -> IdentityExplorer:

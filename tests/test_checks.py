@@ -154,3 +154,5 @@ def test_fresh_world_is_clean_and_log_checks_need_the_sandbox(kit, monkeypatch):
     monkeypatch.setattr(kit, "target", "azure")
     report = checks.sms_with_managed_identity(kit, since=0)
     assert not report.ok and "request log" in report.lines[0].text
+    assert repr(report).startswith("SMS sending: skipped (sandbox only)")
+    assert "not yet" not in repr(report) + report._repr_html_()

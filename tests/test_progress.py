@@ -180,7 +180,7 @@ def test_catching_up_keeps_an_identity_the_tutorial_did_not_attach(kit):
         other = msi.user_assigned_identities.create_or_update(
             kit.resource_group, "id-someone-else", {"location": location}
         )
-        vm_id = progress.host_id(kit, progress.VM_NAME, progress.VM_TYPE)
+        vm_id = progress.vm_id(kit)
         version = progress.API_VERSIONS[progress.VM_TYPE]
         resources.resources.begin_update_by_id(
             vm_id,

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 
 import ipywidgets
-from azure.communication.identity import CommunicationIdentityClient
+import pytest
+from azure.communication.identity import CommunicationIdentityClient, CommunicationUserIdentifier
 from azure.communication.sms import SmsClient
+from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ManagedIdentityCredential
 from helpers_kit import connection_string, enable_vm_identity, sign_in, sp_credential
 
@@ -182,6 +184,10 @@ def test_identity_explorer_issues_tokens_with_the_chosen_scopes(kit):
     page = explorer.result.value
     assert "token for chat, voip" in page and "(expires in 60 min)" in page
     assert "the Communication Services user" in page
+    # Nothing left behind: the user is deleted in the same click (ACS cannot list users).
+    assert "The user is deleted again" in page
+    with pytest.raises(ClientAuthenticationError):  # ACS answers 401 for a deleted user
+        client.get_token(CommunicationUserIdentifier(issued["user_id"]), ["chat"])
 
 
 def test_sms_composer_sends_and_shows_the_inbox(kit):
