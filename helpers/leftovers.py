@@ -114,3 +114,25 @@ def remember_found(kit: target.Kit, what: str, value: Any) -> None:
 def found(kit: target.Kit, what: str, default: Any = None) -> Any:
     """What ``remember_found`` recorded for ``what``, else ``default``."""
     return _load(kit).get("found", {}).get(what, default)
+
+
+def remember_identity(kit: target.Kit, name: str, resource: Any) -> None:
+    """Record whether host ``name`` had a system-assigned identity before the tutorial turned
+    one on, so clean-up turns off only what the tutorial turned on."""
+    kind = str(getattr(getattr(resource, "identity", None), "type", "") or "")
+    remember_found(kit, f"{name}.system_assigned", "systemassigned" in kind.lower())
+
+
+def remember_user_assigned(kit: target.Kit, msi: Any, name: str) -> None:
+    """Record whether the user-assigned identity ``name`` existed before the tutorial created
+    it (``msi``: a ManagedServiceIdentityClient), so clean-up deletes only what it made."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    if found(kit, f"{name}.existed") is not None:
+        return
+    try:
+        msi.user_assigned_identities.get(kit.resource_group, name)
+        existed = True
+    except ResourceNotFoundError:
+        existed = False
+    remember_found(kit, f"{name}.existed", existed)

@@ -101,6 +101,27 @@ class ServicePrincipal:
     client_id: str
     client_secret: str = field(repr=False)
 
+    @contextmanager
+    def environment(self) -> Iterator[None]:
+        """The three ``AZURE_*`` variables ``EnvironmentCredential`` reads, set for a block
+        only: left set, they would make every later ``DefaultAzureCredential`` sign in as this
+        service principal (the chain's first link wins)."""
+        names = {
+            "AZURE_TENANT_ID": self.tenant_id,
+            "AZURE_CLIENT_ID": self.client_id,
+            "AZURE_CLIENT_SECRET": self.client_secret,
+        }
+        saved = {name: os.environ.get(name) for name in names}
+        os.environ.update(names)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
 
 @dataclass
 class Kit:
