@@ -276,3 +276,10 @@ def test_a_client_without_a_role_keeps_the_record(kit):
         leftovers.delete_recorded_users(kit, no_role)
     assert leftovers.recorded_users(kit) == ["8:acs:someone"]
     leftovers.forget_users(kit, "8:acs:someone")
+
+
+def test_the_role_switch_on_azure_says_where_the_call_runs(azure):
+    kit = azure()
+    switch = helpers.widgets.role_switch(CLIENT, run_as=kit.vm_name)
+    switch.try_button.click()  # no request: the host check comes first
+    assert "RunsOnHost: On Azure this step runs on the VM vm-tutorial" in switch.result.value
