@@ -501,7 +501,12 @@ class SmsComposer(KitWidget):
             value="Hello from a managed identity!", description="message", placeholder=""
         )
         self.report = w.Checkbox(value=True, description="delivery report")
-        self.button = w.Button(description="Send", tooltip="SmsClient.send()")
+        # On Azure each click is a real, billed message: the button says so, and clicking it
+        # is the learner's answer (a widget callback cannot wait for input()).
+        billed = kit.target != target.SANDBOX
+        self.button = w.Button(
+            description="Send (billed SMS)" if billed else "Send", tooltip="SmsClient.send()"
+        )
         self.result = w.HTML()
         self.sent: list[Any] = []
         self.on_click(self.button, self.send)

@@ -283,3 +283,9 @@ def test_the_role_switch_on_azure_says_where_the_call_runs(azure):
     switch = helpers.widgets.role_switch(CLIENT, run_as=kit.vm_name)
     switch.try_button.click()  # no request: the host check comes first
     assert "RunsOnHost: On Azure this step runs on the VM vm-tutorial" in switch.result.value
+
+
+def test_the_sms_composer_on_azure_says_a_send_is_billed(azure):
+    kit = azure()
+    composer = helpers.widgets.sms_composer(object(), kit)  # nothing is sent here
+    assert composer.button.description == "Send (billed SMS)"
