@@ -155,11 +155,6 @@ class Kit:
         """The learner's phone: where the tutorial's messages go."""
         return self.phones[0]
 
-    @property
-    def hosts(self) -> tuple[str, str]:
-        """The tutorial's two hosts: the VM's name and the Function app's."""
-        return (self.vm_name, self.func_app_name)
-
     def service_principal(self) -> ServicePrincipal:
         """The developer's service principal, read when a step needs it (notebook 3).
 
