@@ -1,0 +1,213 @@
+"""The tutorial's Function app (apps/func-tutorial) served by the sandbox for site func-tutorial:
+found through Resource Manager as a client finds a deployed app (its ``defaultHostName`` and a
+host key from ``host/default/listkeys``), called over HTTPS, running in a worker process with
+the site's environment only, calling ACS with the site's managed identity."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+from azure.communication.identity import CommunicationIdentityClient, CommunicationUserIdentifier
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.web import WebSiteManagementClient
+
+from sandbox import world
+from tests.acs_support import ARM_AUDIENCE, PHONE, StaticCredential, connection_string, forge
+from tests.test_arm import FUNC_ID, new_uai, set_identity, sp_credential_for
+
+SITE = "func-tutorial"
+RG = world.RESOURCE_GROUP
+READER = world.role_definition_id("acdd72a7-3385-48ef-bd42-f606fba81ae7")
+CONTRIBUTOR = world.role_definition_id(world.CONTRIBUTOR_ROLE_ID)
+
+
+def web_client(fresh, oid: str = world.DEVELOPER_OID) -> WebSiteManagementClient:
+    token = forge(fresh.settings, fresh.doc, oid=oid, audience=ARM_AUDIENCE)
+    return WebSiteManagementClient(
+        StaticCredential(token),
+        world.SUBSCRIPTION_ID,
+        base_url=fresh.doc["arm_url"],
+        credential_scopes=["https://management.azure.com/.default"],
+    )
+
+
+def authz(fresh) -> AuthorizationManagementClient:
+    token = forge(fresh.settings, fresh.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    return AuthorizationManagementClient(
+        StaticCredential(token),
+        world.SUBSCRIPTION_ID,
+        base_url=fresh.doc["arm_url"],
+        credential_scopes=["https://management.azure.com/.default"],
+    )
+
+
+def grant(fresh, principal_id: str, role_id: str, scope: str = world.ACS_RESOURCE_ID) -> None:
+    params = {"role_definition_id": role_id, "principal_id": principal_id}
+    authz(fresh).role_assignments.create(scope, str(uuid.uuid4()), params)
+
+
+@pytest.fixture
+def site(sandbox, fresh, control):
+    """The site with its system-assigned identity on, Contributor on the ACS resource; its URL
+    and host key as a client reads them."""
+    secret = control("GET", "/_sandbox/personas/service-principal")["set"]["AZURE_CLIENT_SECRET"]
+    with sp_credential_for(sandbox, secret) as sp:
+        host = set_identity(sandbox, sp, FUNC_ID, {"type": "SystemAssigned"})
+    grant(fresh, host.identity.principal_id, CONTRIBUTOR)
+    web = web_client(fresh)
+    found = web.web_apps.get(RG, SITE)
+    keys = web.web_apps.list_host_keys(RG, SITE)
+    return {
+        "base": f"https://{found.default_host_name}/api",
+        "key": keys.function_keys["default"],
+        "master": keys.master_key,
+        "principal": host.identity.principal_id,
+        "ca": sandbox["ca_bundle"],
+    }
+
+
+def call(site, route, *, key="key", method="GET", **kw):
+    headers = {"x-functions-key": site[key]} if key in site else {}
+    return requests.request(
+        method, f"{site['base']}/{route}", headers=headers, verify=site["ca"], timeout=60, **kw
+    )
+
+
+def test_the_app_runs_as_the_site_and_leaves_no_user(site, fresh):
+    assert site["base"].startswith(fresh.doc["https_url"] + "/sites/func-tutorial")
+    answer = call(site, "acs-token", params={"scopes": "chat,voip"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    # The Entra token the app called ACS with names the site (xms_mirid), as on Azure.
+    assert body["called_as"]["oid"] == site["principal"]
+    assert body["called_as"]["xms_mirid"].lower() == FUNC_ID.lower()
+    claims = body["token_claims"]  # the ACS token's claims, never the token
+    assert set(claims["acsScope"].split(",")) == {"chat", "voip"}
+    assert claims["resourceId"] == world.ACS_IMMUTABLE_ID
+    assert body["user_id"].endswith(claims["skypeid"])
+    assert "token" not in body and all(len(str(v)) < 400 for v in body.values())
+    # The ACS user was deleted in the same call: ACS no longer issues tokens for it (401
+    # Denied, as ACS answers for an identity that is gone).
+    assert body["user_deleted"] is True
+    acs = CommunicationIdentityClient.from_connection_string(connection_string(fresh))
+    with pytest.raises(ClientAuthenticationError) as gone:
+        acs.get_token(CommunicationUserIdentifier(body["user_id"]), ["chat"])
+    assert gone.value.error.code == "Denied"
+    # Unless the caller asks to keep it.
+    kept = call(site, "acs-token", params={"keep": "true"}).json()
+    assert kept["user_deleted"] is False
+    assert acs.get_token(CommunicationUserIdentifier(kept["user_id"]), ["chat"]).token
+    # The master key opens it too; a warm call is well under a second.
+    started = time.perf_counter()
+    assert call(site, "acs-token", key="master").status_code == 200
+    assert time.perf_counter() - started < 1.0
+
+
+def test_send_sms_and_bad_input(site, fresh):
+    sent = call(site, "send-sms", method="POST", json={"to": PHONE, "message": "from the app"})
+    assert sent.status_code == 200 and sent.json()["successful"] is True
+    [msg] = fresh("GET", f"/_sandbox/inbox/{PHONE}")["messages"]
+    assert msg["message"] == "from the app" and msg["from"] == world.SENDER_NUMBERS[0]
+    for bad in ({"to": "4255550101"}, {"to": "+1 425 555"}, ["+14255550101"], {}):
+        refused = call(site, "send-sms", method="POST", json=bad)
+        assert refused.status_code == 400 and "error" in refused.json(), bad
+    assert "E.164" in call(site, "send-sms", method="POST", json={"to": "12"}).json()["error"]
+    assert call(site, "send-sms", method="POST", data=b"not json").status_code == 400
+    assert call(site, "acs-token", params={"scopes": "email"}).status_code == 400
+    assert call(site, "acs-token", params={"keep": "maybe"}).status_code == 400
+
+
+def test_keys_wrong_key_unknown_route(site, fresh):
+    for key in (None, "wrong"):
+        site_with = {**site, "wrong": "x" * 56}
+        answer = call(site_with, "acs-token", key=key or "none")
+        assert answer.status_code == 401 and answer.content == b""
+    # The key in the query string works as the header does.
+    url = f"{site['base']}/acs-token?code={site['key']}"
+    assert requests.get(url, verify=site["ca"], timeout=60).status_code == 200
+    assert call(site, "no-such-function").status_code == 404
+    assert call(site, "send-sms", method="GET").status_code == 404  # POST only
+    before = fresh.last_log_id()
+    call(site, "acs-token", key="none")
+    [entry] = [e for e in fresh.log_after(before) if e["path"].endswith("/api/acs-token")]
+    assert entry["decision"] == "refused" and "no key" in entry["reason"]
+
+
+def test_listkeys_refused_to_reader(site, fresh, sandbox, control):
+    # A principal that holds only Reader on the group (a user-assigned identity's).
+    secret = control("GET", "/_sandbox/personas/service-principal")["set"]["AZURE_CLIENT_SECRET"]
+    with sp_credential_for(sandbox, secret) as sp:
+        oid = new_uai(sandbox, sp, "id-reader").principal_id
+    grant(fresh, oid, READER, world.GROUP_SCOPE)
+    web = web_client(fresh, oid)
+    assert web.web_apps.get(RG, SITE).name == SITE  # Reader may read the site
+    with pytest.raises(HttpResponseError) as refused:
+        web.web_apps.list_host_keys(RG, SITE)
+    assert refused.value.status_code == 403
+    assert refused.value.error.code == "AuthorizationFailed"
+    assert "Microsoft.Web/sites/host/listkeys/action" in refused.value.error.message
+
+
+def test_a_raising_function_is_500_with_no_body(site, fresh):
+    web = web_client(fresh)
+    settings = web.web_apps.list_application_settings(RG, SITE).properties
+    assert settings["ACS_ENDPOINT"] == fresh.doc["acs_endpoint"]
+    del settings["ACS_ENDPOINT"]  # the app then raises KeyError: a missing app setting
+    web.web_apps.update_application_settings(RG, SITE, {"properties": settings})
+    before = fresh.last_log_id()
+    answer = call(site, "acs-token")
+    assert answer.status_code == 500 and answer.content == b""
+    [entry] = [e for e in fresh.log_after(before) if e["path"].endswith("/api/acs-token")]
+    assert "KeyError" in entry["reason"] and "ACS_ENDPOINT" in entry["reason"]
+    assert "Traceback" in (Path(fresh.doc["state_dir"]) / "sandbox.log").read_text()
+
+
+def test_the_worker_has_only_the_sites_environment(site, fresh):
+    assert call(site, "acs-token").status_code == 200
+    sandbox_pid = fresh.doc["pid"]
+    workers = [
+        p
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _ppid(p) == sandbox_pid and b"sandbox.functions.worker" in _cmd(p)
+    ]
+    assert len(workers) == 1
+    env = dict(
+        line.split("=", 1)
+        for line in (workers[0] / "environ").read_bytes().decode().split("\0")
+        if "=" in line
+    )
+    allowed = {"PATH", "HOME", "WEBSITE_SITE_NAME", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
+               "AZURE_POD_IDENTITY_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER",
+               "FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME", "ACS_ENDPOINT",
+               "SMS_FROM_NUMBER", "KIT_LOOPBACK_GUARD_LOG", "PYTHONPATH", "PYTHONPYCACHEPREFIX",
+               "LC_CTYPE"}  # fmt: skip
+    assert set(env) <= allowed, set(env) - allowed
+    assert env["IDENTITY_ENDPOINT"].endswith("/hosts/func-tutorial/msi/token")
+    assert env["WEBSITE_SITE_NAME"] == SITE
+
+
+def _ppid(proc: Path) -> int:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _cmd(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_claims_are_not_a_token(site):
+    body = call(site, "acs-token").json()
+    for value in body["token_claims"].values():
+        with pytest.raises(jwt.PyJWTError):
+            jwt.decode(str(value), options={"verify_signature": False})
