@@ -211,3 +211,38 @@ def test_claims_are_not_a_token(site):
     for value in body["token_claims"].values():
         with pytest.raises(jwt.PyJWTError):
             jwt.decode(str(value), options={"verify_signature": False})
+
+
+def test_user_assigned_by_app_setting(site, fresh, sandbox, control):
+    """AZURE_CLIENT_ID as an app setting makes the app use that user-assigned identity; the
+    change restarts the app; without it, the system-assigned identity again."""
+    secret = control("GET", "/_sandbox/personas/service-principal")["set"]["AZURE_CLIENT_SECRET"]
+    with sp_credential_for(sandbox, secret) as sp:
+        uai = new_uai(sandbox, sp, "id-func-test")
+        both = {"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {uai.id: {}}}
+        set_identity(sandbox, sp, FUNC_ID, both)
+    grant(fresh, uai.principal_id, CONTRIBUTOR)
+    web = web_client(fresh)
+    settings = web.web_apps.list_application_settings(RG, SITE)
+    settings.properties["AZURE_CLIENT_ID"] = uai.client_id
+    web.web_apps.update_application_settings(RG, SITE, settings)
+    body = call(site, "acs-token").json()
+    assert body["called_as"]["oid"] == uai.principal_id
+    assert body["called_as"]["xms_mirid"].lower() == uai.id.lower()
+    del settings.properties["AZURE_CLIENT_ID"]
+    web.web_apps.update_application_settings(RG, SITE, settings)
+    assert call(site, "acs-token").json()["called_as"]["oid"] == site["principal"]
+
+
+def test_a_new_identity_is_a_new_app_process(site, fresh, sandbox, control):
+    """Turning the identity off and on makes a new principal; the app, restarted, uses it."""
+    assert call(site, "acs-token").json()["called_as"]["oid"] == site["principal"]
+    secret = control("GET", "/_sandbox/personas/service-principal")["set"]["AZURE_CLIENT_SECRET"]
+    with sp_credential_for(sandbox, secret) as sp:
+        set_identity(sandbox, sp, FUNC_ID, {"type": "None"})
+        gone = call(site, "acs-token")
+        assert gone.status_code == 502 and "no token" in gone.json()["error"]
+        again = set_identity(sandbox, sp, FUNC_ID, {"type": "SystemAssigned"})
+    assert again.identity.principal_id != site["principal"]
+    grant(fresh, again.identity.principal_id, CONTRIBUTOR)
+    assert call(site, "acs-token").json()["called_as"]["oid"] == again.identity.principal_id

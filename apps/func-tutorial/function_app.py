@@ -17,6 +17,7 @@ App settings it reads: ``ACS_ENDPOINT`` (required), ``SMS_FROM_NUMBER`` (for sen
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import os
@@ -32,16 +33,18 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 SCOPES = {"chat", "voip"}
-ACS_SCOPE = "https://communication.azure.com/.default"
+ACS_SCOPE = "https://communication.azure.com//.default"  # as the ACS clients ask for it
 
 
+@functools.cache
 def credential() -> ManagedIdentityCredential:
     """The app's managed identity. With no ``AZURE_CLIENT_ID`` app setting this is the
     system-assigned identity: it lives and dies with this app, so nothing else can use its
     roles. Set ``AZURE_CLIENT_ID`` to a user-assigned identity's client id when several apps
     must share one identity (and one role assignment), or when the identity must outlive the
     app. Only the managed identity: unlike DefaultAzureCredential, this never falls back to
-    some other sign-in that happens to be present."""
+    some other sign-in that happens to be present. Made once per process and reused: it caches
+    its token (about 24 hours), so the identity endpoint is asked once, not on every call."""
     client_id = os.environ.get("AZURE_CLIENT_ID") or None
     return ManagedIdentityCredential(client_id=client_id)
 
@@ -67,15 +70,16 @@ def _caller(cred: ManagedIdentityCredential) -> dict:
     return {k: claims[k] for k in ("oid", "xms_mirid", "aud") if k in claims}
 
 
-def _refused(e: Exception) -> func.HttpResponse:
+def _refused(e: Exception, caller: dict | None) -> func.HttpResponse:
     """A failure the caller can act on, as JSON: no token from the identity (is it enabled?),
     or ACS refusing the call (does the identity hold a role on the ACS resource?)."""
-    if isinstance(e, ClientAuthenticationError):
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, ClientAuthenticationError) and caller is None:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         return _json({"error": f"The managed identity gave no token: {first}"}, 502)
-    assert isinstance(e, HttpResponseError)
-    code = (e.error.code if e.error else None) or e.reason
-    return _json({"error": f"ACS refused the call: {e.status_code} {code}."}, 502)
+    code = (e.error.code if getattr(e, "error", None) else None) or getattr(e, "reason", "")
+    status = getattr(e, "status_code", "")
+    message = f"ACS refused the call: {status} {code}."
+    return _json({"error": message, "called_as": caller}, 502)
 
 
 @app.route(route="acs-token", methods=["GET", "POST"])
@@ -89,6 +93,7 @@ def acs_token(req: func.HttpRequest) -> func.HttpResponse:
         return _bad_request("'keep' must be true or false.")
     cred = credential()
     client = CommunicationIdentityClient(os.environ["ACS_ENDPOINT"], cred)
+    caller = None
     try:
         caller = _caller(cred)
         user, token = client.create_user_and_token(scopes=scopes)
@@ -97,7 +102,7 @@ def acs_token(req: func.HttpRequest) -> func.HttpResponse:
             client.delete_user(user)
     except (ClientAuthenticationError, HttpResponseError) as e:
         logging.exception("acs-token failed")
-        return _refused(e)
+        return _refused(e, caller)
     claims = claims_of(token.token)
     expires = token.expires_on  # a datetime, or the service's ISO text, by SDK version
     return _json(
@@ -126,12 +131,13 @@ def send_sms(req: func.HttpRequest) -> func.HttpResponse:
         return _bad_request("'message' must be non-empty text.")
     cred = credential()
     client = SmsClient(os.environ["ACS_ENDPOINT"], cred)
+    caller = None
     try:
         caller = _caller(cred)
         (result,) = client.send(from_=os.environ["SMS_FROM_NUMBER"], to=[to], message=message)
     except (ClientAuthenticationError, HttpResponseError) as e:
         logging.exception("send-sms failed")
-        return _refused(e)
+        return _refused(e, caller)
     return _json(
         {
             "to": result.to,

@@ -121,13 +121,14 @@ class Worker:
     """One running worker process and the environment it was started with."""
 
     env: dict[str, str]
+    identity: str  # the site's identity when started: a change restarts the app
     process: asyncio.subprocess.Process
     functions: dict[str, Any]
     started_ms: float
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
-    async def start(cls, env: dict[str, str]) -> Worker:
+    async def start(cls, env: dict[str, str], identity: str) -> Worker:
         started = time.perf_counter()
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -150,7 +151,7 @@ class Worker:
             raise WorkerFailed(f"the app did not load:\n{hello.get('error', hello)}")
         ms = (time.perf_counter() - started) * 1000
         log.warning("function worker pid %s started in %.0f ms", process.pid, ms)
-        return cls(env, process, hello["functions"], ms)
+        return cls(env, identity, process, hello["functions"], ms)
 
     async def call(self, message: dict[str, Any]) -> dict[str, Any]:
         async with self.lock:
@@ -189,14 +190,18 @@ class FunctionHosts:
         self.workers: dict[str, Worker] = {}
         self._starting = asyncio.Lock()
 
-    async def worker(self, name: str, env: dict[str, str]) -> Worker:
+    async def worker(self, host: dict[str, Any], env: dict[str, str]) -> Worker:
+        """The site's running worker, started anew when its settings or its identity changed
+        (a re-enabled identity is a new principal: an old process would hold its tokens)."""
+        name, identity = host["name"], json.dumps(host.get("identity"), sort_keys=True)
         async with self._starting:
             current = self.workers.get(name)
-            if current and (current.env != env or current.process.returncode is not None):
+            stale = current and (current.env, current.identity) != (env, identity)
+            if current and (stale or current.process.returncode is not None):
                 current.stop()
                 current = None
             if current is None:
-                current = await Worker.start(env)
+                current = await Worker.start(env, identity)
                 self.workers[name] = current
             return current
 

@@ -37,7 +37,7 @@ async def invoke(request: Request) -> Response:
     settings = models.app_settings(host, sb.https_url)
     env = models.worker_env(host, settings, sb.mi_url, sb.settings.state_dir)
     try:
-        worker = await sb.function_hosts.worker(host["name"], env)
+        worker = await sb.function_hosts.worker(host, env)
     except models.WorkerFailed as e:
         log.error("site %s: worker failed to start: %s", name, e)
         audit.note(request, decision="failed", reason=f"the app's worker did not start: {e}")
@@ -74,7 +74,8 @@ async def invoke(request: Request) -> Response:
         last = answer["error"].strip().splitlines()[-1]
         audit.note(request, decision="failed", reason=f"{function} raised {last}")
         return Response(status_code=500)
-    audit.note(request, decision="allowed", operation=f"{name}/{function}")
+    answered = f"{function} answered {answer['status']}" if answer["status"] >= 400 else None
+    audit.note(request, decision="allowed", operation=f"{name}/{function}", reason=answered)
     return Response(
         base64.b64decode(answer["body"]), status_code=answer["status"], headers=answer["headers"]
     )
