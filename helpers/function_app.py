@@ -52,34 +52,38 @@ def call_function(
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
     name = target.current().func_app_name
-    try:
-        base, key = _url_and_key(credential)
-    except HttpResponseError as e:
-        code = e.error.code if e.error else e.reason
-        print(
-            f"Could not read {name}'s URL and key from Resource Manager ({e.status_code} {code}):"
-            " reading keys needs Microsoft.Web/sites/host/listkeys/action on the site "
-            "(Contributor has it, Reader does not)."
-        )
-        return None
-    except ClientAuthenticationError as e:
-        first = (str(e).strip().splitlines() or [""])[0]
-        print(f"Could not sign in to Resource Manager to find {name}: {first}")
-        return None
-    url = f"{base}/{route.lstrip('/')}"
-    try:
-        response = requests.request(
-            method, url, params=params, json=body, headers={"x-functions-key": key}, timeout=120
-        )
-    except requests.RequestException as e:
-        print(f"Could not reach {name} at {url}: {type(e).__name__}.")
-        return None
+    for attempt in (1, 2):  # a key read earlier may have been renewed: read it again once
+        cached = name in _cache
+        try:
+            base, key = _url_and_key(credential)
+        except HttpResponseError as e:
+            code = e.error.code if e.error else e.reason
+            print(
+                f"Could not read {name}'s URL and key from Resource Manager ({e.status_code} "
+                f"{code}): reading keys needs Microsoft.Web/sites/host/listkeys/action on the "
+                "site (Contributor has it, Reader does not)."
+            )
+            return None
+        except ClientAuthenticationError as e:
+            first = (str(e).strip().splitlines() or [""])[0]
+            print(f"Could not sign in to Resource Manager to find {name}: {first}")
+            return None
+        url = f"{base}/{route.lstrip('/')}"
+        try:
+            response = requests.request(
+                method, url, params=params, json=body, headers={"x-functions-key": key},
+                timeout=120,
+            )  # fmt: skip
+        except requests.RequestException as e:
+            print(f"Could not reach {name} at {url}: {type(e).__name__}.")
+            return None
+        if response.status_code != 401 or not cached or attempt == 2:
+            break
+        _cache.pop(name, None)
     try:
         answer = response.json()
     except ValueError:
         answer = response.text or None
-    if response.status_code == 401:
-        _cache.pop(name, None)  # a regenerated key: read it again next time
     if response.status_code >= 400:
         detail = answer.get("error") if isinstance(answer, dict) else None
         reason = f": {detail}" if detail else " (no details: see the app's logs)"
