@@ -17,7 +17,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.web import WebSiteManagementClient
 
-from sandbox import world
+from sandbox import client, world
 from tests.acs_support import ARM_AUDIENCE, PHONE, StaticCredential, connection_string, forge
 from tests.test_arm import FUNC_ID, new_uai, set_identity, sp_credential_for
 
@@ -170,12 +170,7 @@ def test_a_raising_function_is_500_with_no_body(site, fresh):
 
 def test_the_worker_has_only_the_sites_environment(site, fresh):
     assert call(site, "acs-token").status_code == 200
-    sandbox_pid = fresh.doc["pid"]
-    workers = [
-        p
-        for p in Path("/proc").iterdir()
-        if p.name.isdigit() and _ppid(p) == sandbox_pid and b"sandbox.functions.worker" in _cmd(p)
-    ]
+    workers = _workers_of(fresh.doc["pid"])
     assert len(workers) == 1
     env = dict(
         line.split("=", 1)
@@ -190,6 +185,29 @@ def test_the_worker_has_only_the_sites_environment(site, fresh):
     assert set(env) <= allowed, set(env) - allowed
     assert env["IDENTITY_ENDPOINT"].endswith("/hosts/func-tutorial/msi/token")
     assert env["WEBSITE_SITE_NAME"] == SITE
+
+
+def _workers_of(pid: int) -> list[Path]:
+    return [
+        p
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _ppid(p) == pid and b"sandbox.functions.worker" in _cmd(p)
+    ]
+
+
+def test_the_worker_ends_with_the_sandbox(own_settings):
+    """A site's worker starts on its first request and is stopped with the sandbox."""
+    doc = client.start(own_settings)
+    try:
+        # An unknown route needs the app's function table, so the worker starts; no key needed.
+        url = f"{doc['https_url']}/sites/{SITE}/api/no-such-function"
+        assert requests.get(url, verify=doc["ca_bundle"], timeout=60).status_code == 404
+        [worker] = _workers_of(doc["pid"])
+        assert requests.get(url, verify=doc["ca_bundle"], timeout=60).status_code == 404
+        assert _workers_of(doc["pid"]) == [worker]  # one worker per site, reused
+    finally:
+        client.stop(own_settings)
+    assert not worker.exists()
 
 
 def _ppid(proc: Path) -> int:

@@ -210,9 +210,16 @@ class FunctionHosts:
         if found:
             found.stop()
 
-    def stop_all(self) -> None:
-        for name in list(self.workers):
-            self.forget(name)
+    async def stop_all(self) -> None:
+        """Stop every worker and wait until each has ended (the sandbox's stop returns after)."""
+        stopping = [self.workers.pop(name) for name in list(self.workers)]
+        for worker in stopping:
+            worker.stop()
+        for worker in stopping:
+            try:
+                await asyncio.wait_for(worker.process.wait(), 5)
+            except asyncio.TimeoutError:
+                log.error("function worker pid %s did not end", worker.process.pid)
 
 
 def worker_env(
