@@ -264,3 +264,38 @@ def test_a_new_identity_is_a_new_app_process(site, fresh, sandbox, control):
     assert again.identity.principal_id != site["principal"]
     grant(fresh, again.identity.principal_id, CONTRIBUTOR)
     assert call(site, "acs-token").json()["called_as"]["oid"] == again.identity.principal_id
+
+
+def test_the_worker_stays_on_loopback(own_settings, tmp_path, monkeypatch):
+    """Under the tests' loopback guard the sandbox hands the guard down to the site's worker: an
+    app setting pointing at a real Azure host is refused inside the app (a 500, the refusal in
+    the guard's log), and nothing leaves 127.0.0.1."""
+    guard_log = tmp_path / "guard.log"
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent / "loopback_guard"))
+    monkeypatch.setenv("KIT_LOOPBACK_GUARD_LOG", str(guard_log))
+    doc = client.start(own_settings)
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    token = forge(own_settings, doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    kwargs = {
+        "base_url": doc["arm_url"],
+        "credential_scopes": ["https://management.azure.com/.default"],
+        "connection_verify": doc["ca_bundle"],
+    }
+    rm = ResourceManagementClient(StaticCredential(token), world.SUBSCRIPTION_ID, **kwargs)
+    rm.resources.begin_update_by_id(
+        FUNC_ID, {"identity": {"type": "SystemAssigned"}}, api_version="2023-12-01"
+    ).result()
+    web = WebSiteManagementClient(StaticCredential(token), world.SUBSCRIPTION_ID, **kwargs)
+    settings = web.web_apps.list_application_settings(RG, SITE)
+    settings.properties["ACS_ENDPOINT"] = "https://acs-tutorial.communication.azure.com/"
+    web.web_apps.update_application_settings(RG, SITE, settings)
+    key = web.web_apps.list_host_keys(RG, SITE).function_keys["default"]
+    url = f"https://{web.web_apps.get(RG, SITE).default_host_name}/api/acs-token"
+    answer = requests.get(
+        url, headers={"x-functions-key": key}, verify=doc["ca_bundle"], timeout=60
+    )
+    assert answer.status_code == 500
+    [worker] = _workers_of(doc["pid"])
+    refusals = guard_log.read_text()
+    assert f"{worker.name} DNS lookup of 'acs-tutorial.communication.azure.com'" in refusals
