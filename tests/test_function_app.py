@@ -5,6 +5,7 @@ the site's environment only, calling ACS with the site's managed identity."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -299,3 +300,29 @@ def test_the_worker_stays_on_loopback(own_settings, tmp_path, monkeypatch):
     [worker] = _workers_of(doc["pid"])
     refusals = guard_log.read_text()
     assert f"{worker.name} DNS lookup of 'acs-tutorial.communication.azure.com'" in refusals
+
+
+def test_the_app_folder_is_deployable_as_it_stands():
+    """requirements.txt pins what the kit's lock pins (the app runs in Azure with the SDKs the
+    notebooks teach); host.json has the extension bundle; local settings are never committed."""
+    app = Path(__file__).resolve().parent.parent / "apps" / "func-tutorial"
+    lock = {}
+    for line in (app.parent.parent / "requirements-lock.txt").read_text().splitlines():
+        if "==" in line and not line.startswith((" ", "#")):
+            name, version = line.split(";")[0].strip().split("==")
+            lock[name.lower()] = version
+    pins = [
+        line.split("==")
+        for line in (app / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    wanted = {"azure-functions", "azure-identity", "azure-communication-identity"}
+    assert {n for n, _ in pins} >= wanted | {"azure-communication-sms"}
+    for name, version in pins:
+        assert lock[name.lower()] == version, name
+    host = json.loads((app / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"]["id"] == "Microsoft.Azure.Functions.ExtensionBundle"
+    ignored = (app.parent.parent / ".gitignore").read_text().split()
+    assert "local.settings.json" in ignored and not (app / "local.settings.json").exists()
+    assert "local.settings.json" in (app / ".funcignore").read_text().split()
