@@ -97,17 +97,23 @@ def acs_token(req: func.HttpRequest) -> func.HttpResponse:
     try:
         caller = _caller(cred)
         user, token = client.create_user_and_token(scopes=scopes)
-        deleted = keep == "false"
-        if deleted:  # the kit leaves nothing behind: an ACS user cannot be listed later
-            client.delete_user(user)
     except (ClientAuthenticationError, HttpResponseError) as e:
         logging.exception("acs-token failed")
         return _refused(e, caller)
+    user_id = user.properties["id"]
+    deleted = keep == "false"
+    if deleted:  # leave nothing behind: ACS cannot list its users, so none may go unrecorded
+        try:
+            client.delete_user(user)
+        except (ClientAuthenticationError, HttpResponseError) as e:
+            logging.exception("acs-token could not delete %s", user_id)
+            message = f"Created ACS user {user_id} but could not delete it ({e.status_code})."
+            return _json({"error": message, "user_id": user_id, "called_as": caller}, 502)
     claims = claims_of(token.token)
     expires = token.expires_on  # a datetime, or the service's ISO text, by SDK version
     return _json(
         {
-            "user_id": user.properties["id"],
+            "user_id": user_id,
             "expires_on": expires.isoformat() if hasattr(expires, "isoformat") else str(expires),
             "token_claims": claims,
             "user_deleted": deleted,
