@@ -326,3 +326,15 @@ def test_the_app_folder_is_deployable_as_it_stands():
     ignored = (app.parent.parent / ".gitignore").read_text().split()
     assert "local.settings.json" in ignored and not (app / "local.settings.json").exists()
     assert "local.settings.json" in (app / ".funcignore").read_text().split()
+
+
+def test_app_settings_refuse_a_bad_body(site, fresh):
+    token = forge(fresh.settings, fresh.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    url = f"{fresh.doc['arm_url'].rstrip('/')}{FUNC_ID}/config/appsettings?api-version=2023-12-01"
+    headers = {"Authorization": f"Bearer {token}"}
+    for body in ({"properties": {"A": 1}}, {"settings": {}}, [1]):
+        answer = requests.put(url, json=body, headers=headers, verify=site["ca"], timeout=60)
+        assert answer.status_code == 400, body
+        assert answer.json()["error"]["code"] == "InvalidRequestContent"
+    answer = requests.get(url, headers=headers, verify=site["ca"], timeout=60)
+    assert answer.status_code == 405 and answer.json()["error"]["code"] == "MethodNotAllowed"
