@@ -10,6 +10,7 @@ from helpers.display import events, inbox, show_token
 from helpers.doctor import doctor
 from helpers.faults import clear_faults, fault
 from helpers.flow import flow, watch
+from helpers.function_app import call_function, show_function_source
 from helpers.progress import catch_up
 from helpers.redact import redact_key, redact_secret, token_claims
 from helpers.signin import az_login
@@ -30,6 +31,7 @@ __all__ = [
     "act_as",
     "acting_as",
     "az_login",
+    "call_function",
     "catch_up",
     "clear_faults",
     "confirm",
@@ -44,6 +46,7 @@ __all__ = [
     "redact_secret",
     "sandbox_only",
     "setup",
+    "show_function_source",
     "show_token",
     "token_claims",
     "watch",

@@ -24,8 +24,10 @@ from helpers.confirm import sandbox_only
 
 MAX_STEPS = 40  # more than this is no longer a picture anyone reads
 
-# Lane keys in left-to-right order; identity endpoints ("mi:<host>") sit after the browser.
-_FIXED_ORDER = ("code", "browser", "mi", "entra", "arm", "acs", "other")
+# Lane keys in left-to-right order; Function apps ("site:<name>") and identity endpoints
+# ("mi:<host>") sit after the browser.
+_FIXED_ORDER = ("code", "browser", "site", "mi", "entra", "arm", "acs", "other")
+_SITE_PATH = re.compile(r"^/sites/(?P<name>[^/]+)/api/(?P<route>.*)$")
 _LANE_NAMES = {
     "browser": "you (browser)",
     "entra": "Entra ID",
@@ -90,6 +92,32 @@ def _audience(entry: dict[str, Any]) -> str | None:
     return re.sub(r"^https?://", "", aud).rstrip("/")
 
 
+def _site_call(entry: dict[str, Any]) -> str | None:
+    """The Function app an entry called (``/sites/{name}/api/...``), if it is such a call."""
+    m = _SITE_PATH.match(str(entry.get("path") or ""))
+    return m.group("name") if m and entry.get("listener") != "mi" else None
+
+
+def _nested(entries: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """The entries in drawing order, and which of them a Function app made (index -> site).
+
+    A call to a Function app is logged when it ends, after the requests the app made while
+    serving it (its token, its ACS calls); those ran inside the call's time window. They are
+    drawn from the app's lane, after the arrow into the app, not from "your code"."""
+    order = list(entries)
+    made_by: dict[int, str] = {}
+    for call in [e for e in entries if _site_call(e) and "time" in e]:
+        start, end = call["time"], call["time"] + float(call.get("ms") or 0) / 1000
+        inside = [e for e in order if e is not call and "time" in e and start <= e["time"] <= end]
+        if not inside:
+            continue
+        order.remove(call)
+        order.insert(min(order.index(e) for e in inside), call)
+        for e in inside:
+            made_by.setdefault(id(e), _site_call(call) or "")
+    return order, made_by
+
+
 def _lanes_of(entry: dict[str, Any]) -> tuple[str, str]:
     path = str(entry.get("path") or "")
     if entry.get("listener") == "mi":
@@ -97,6 +125,9 @@ def _lanes_of(entry: dict[str, Any]) -> tuple[str, str]:
         if not host and path.startswith("/hosts/"):
             host = path.split("/")[2]
         return "code", f"mi:{host or 'unknown host'}"
+    site = _site_call(entry)
+    if site:
+        return "code", f"site:{site}"
     if path.startswith("/devicelogin"):
         return "browser", "entra"
     if path == "/subscriptions" or path.startswith(("/subscriptions/", "/providers/")):
@@ -115,6 +146,9 @@ def _request_label(entry: dict[str, Any], dest: str) -> str:
     aud = _audience(entry)
     if dest.startswith("mi:"):
         return f"token for {aud} (managed identity)" if aud else "token request (managed identity)"
+    if dest.startswith("site:"):
+        route = _SITE_PATH.match(path)
+        return f"{entry.get('method', '')} /api/{route.group('route') if route else ''}".strip()
     if dest == "entra":
         if path.startswith("/devicelogin"):
             return "sign in and decide" if entry.get("method") == "POST" else "open sign-in page"
@@ -177,11 +211,14 @@ def steps_of(entries: Sequence[dict[str, Any]]) -> list[Step]:
     Identical consecutive exchanges (an SDK's retries) become one arrow marked ×N.
     """
     found: list[Step] = []
-    for entry in entries:
+    ordered, made_by = _nested(entries)
+    for entry in ordered:
         path = str(entry.get("path") or "")
         if entry.get("decision") == "pending" and path.endswith("/token"):
             continue
         source, dest = _lanes_of(entry)
+        if id(entry) in made_by:
+            source = f"site:{made_by[id(entry)]}"
         response, tone = _response(entry)
         step = Step(source, dest, _request_label(entry, dest), response, tone)
         if found and replace(found[-1], repeat=1) == step:
@@ -199,7 +236,7 @@ def _lane_order(steps: Sequence[Step]) -> list[str]:
                 used.append(lane)
 
     def rank(lane: str) -> tuple[int, int]:
-        kind = "mi" if lane.startswith("mi:") else lane
+        kind = lane.split(":", 1)[0]
         return _FIXED_ORDER.index(kind), used.index(lane)
 
     return sorted(used, key=rank)
@@ -210,6 +247,8 @@ def _lane_label(lane: str, actor: str | None) -> tuple[str, str]:
         return "your code", f"({actor})" if actor else ""
     if lane.startswith("mi:"):
         return "identity endpoint", f"({lane[3:]})"
+    if lane.startswith("site:"):
+        return "Function app", f"({lane[5:]})"
     return _LANE_NAMES.get(lane, lane), ""
 
 
@@ -432,11 +471,13 @@ def watch(title: str | None = None) -> Iterator[None]:
 
 def calling_host(entries: Sequence[dict[str, Any]], persona: str | None = None) -> str | None:
     """Where "your code" ran: the hosts whose identity endpoints it asked, in order, then the
-    kernel's persona. A cell may switch persona half-way, and the picture is drawn after it."""
+    kernel's persona. A cell may switch persona half-way, and the picture is drawn after it.
+    A Function app's own token requests are the app's, not your code's."""
+    _, made_by = _nested(entries)
     names = [
         "developer" if e["host"] == "developer-laptop" else e["host"]
         for e in entries
-        if e.get("listener") == "mi" and e.get("host")
+        if e.get("listener") == "mi" and e.get("host") and id(e) not in made_by
     ]
     names.append(persona)
     return ", ".join(dict.fromkeys(n for n in names if n)) or None

@@ -24,6 +24,7 @@ from sandbox.acs import routes as acs_routes
 from sandbox.arm import routes as arm_routes
 from sandbox.control import routes as control_routes
 from sandbox.entra import routes as entra_routes
+from sandbox.functions import routes as function_routes
 from sandbox.graph import routes as graph_routes
 from sandbox.managed_identity import routes as mi_routes
 from sandbox.runtime import Sandbox
@@ -272,8 +273,15 @@ def _json_errors(listener: str):
 def create_apps(sandbox: Sandbox) -> tuple[Starlette, Starlette]:
     """(HTTPS app for Entra/ARM/ACS/control, HTTP app for managed-identity endpoints)."""
     https_routes = (
-        control_routes.routes() + entra_routes.routes() + arm_routes.routes() + acs_routes.routes()
-    ) + graph_routes.routes()
+        (
+            control_routes.routes()
+            + entra_routes.routes()
+            + arm_routes.routes()
+            + acs_routes.routes()
+        )
+        + graph_routes.routes()
+        + function_routes.routes()
+    )
     https = Starlette(routes=https_routes, exception_handlers=_json_errors("https"))
     mi = Starlette(routes=mi_routes.routes(), exception_handlers=_json_errors("mi"))
     mi.router.redirect_slashes = False  # a 307 to another path is no answer an SDK can use

@@ -33,6 +33,8 @@ class Sandbox:
     faults: dict[str, Any] = field(default_factory=dict)
     # Tokens the identity endpoints hand out again (see managed_identity/models.py).
     mi_token_cache: dict[Any, Any] = field(default_factory=dict)
+    # The Function app sites' worker processes (see sandbox/functions/models.py).
+    function_hosts: Any = field(default_factory=lambda: _function_hosts())
     _secrets_seen: tuple[int, tuple[str, ...]] = (-1, ())
 
     def known_secrets(self) -> tuple[str, ...]:
@@ -50,6 +52,12 @@ class Sandbox:
             values += made["identity_headers"].values()
             self._secrets_seen = (version, tuple(v for v in values if isinstance(v, str) and v))
         return self._secrets_seen[1]
+
+
+def _function_hosts() -> Any:
+    from sandbox.functions.models import FunctionHosts
+
+    return FunctionHosts()
 
 
 def sandbox_of(request: Request) -> Sandbox:

@@ -247,6 +247,7 @@ async def _run(settings: Settings, store, secret: str, keys: _Keys) -> None:
     try:
         await stopping.wait()
     finally:
+        await sandbox.function_hosts.stop_all()  # the sites' workers end with the sandbox
         for server in servers:
             server.should_exit = server.force_exit = True
             for listener in server.servers:

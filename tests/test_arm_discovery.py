@@ -171,10 +171,11 @@ def test_function_app_site_shape_config_and_publishing_profile(sandbox, fresh, s
     props = site["properties"]
     assert props["serverFarmId"].startswith(f"/subscriptions/{SUB}/resourceGroups/")
     assert props["sku"] == "Dynamic" and props["state"] == "Running"
-    assert props["enabledHostNames"] == [
-        "func-tutorial.azurewebsites.net",
-        "func-tutorial.scm.azurewebsites.net",
-    ]
+    # defaultHostName points at the sandbox's listener (sandbox/functions/models.py); the SCM
+    # name stays Azure's.
+    served = sandbox["https_url"].split("://")[1] + "/sites/func-tutorial"
+    assert props["defaultHostName"] == served
+    assert props["enabledHostNames"] == [served, "func-tutorial.scm.azurewebsites.net"]
     status, _, config = raw(sandbox, "GET", f"{FUNC_ID}/config/web?api-version=2025-05-01", token)
     assert status == 200 and config["type"] == "Microsoft.Web/sites/config"
     assert config["properties"]["minTlsVersion"] == "1.2"

@@ -283,3 +283,27 @@ def test_watch_does_nothing_on_azure(monkeypatch, shown):
         with helpers.watch("on Azure"):
             raise KeyError("the block's own error")
     assert shown == []
+
+
+def test_a_function_apps_own_calls_are_drawn_from_its_lane():
+    """A call to a Function app is logged when it ends, after the token and ACS requests the app
+    made while serving it; the picture draws the call first, and those requests from the app."""
+    mi = {"listener": "mi", "path": "/hosts/func-tutorial/msi/token", "host": "func-tutorial",
+          "status": 200, "decision": "issued", "time": 10.1, "ms": 5}  # fmt: skip
+    acs = {"listener": "https", "path": "/identities", "method": "POST", "status": 201,
+           "decision": "allowed", "operation": "Identity.Create", "credential": "bearer",
+           "time": 10.2, "ms": 5}  # fmt: skip
+    call = {"listener": "https", "path": "/sites/func-tutorial/api/acs-token", "method": "GET",
+            "status": 200, "decision": "allowed", "time": 10.0, "ms": 400}  # fmt: skip
+    later = {**acs, "time": 11.0}  # after the call ended: the kernel's own request
+    steps = steps_of([mi, acs, call, later])
+    assert [(s.source, s.target) for s in steps] == [
+        ("code", "site:func-tutorial"),
+        ("site:func-tutorial", "mi:func-tutorial"),
+        ("site:func-tutorial", "acs"),
+        ("code", "acs"),
+    ]
+    assert steps[0].request == "GET /api/acs-token"
+    # The app's token request is the app's: "your code" did not run on func-tutorial.
+    assert calling_host([mi, acs, call], "developer") == "developer"
+    assert "Function app" in flow_svg([mi, acs, call]) and "(func-tutorial)" in flow_svg([call])

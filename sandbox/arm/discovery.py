@@ -277,7 +277,7 @@ async def serve(rm: ResourceManager, request: Request, path: str, body) -> Respo
         )
         if refusal:
             raise ArmError(*refusal)
-        return sites.serve(rm, method, path)
+        return sites.serve(rm, method, path, await body(request) if method == "PUT" else None)
     return None
 
 

@@ -305,7 +305,7 @@ class ResourceManager:
         }
         if host["kind"] == "functionapp":
             view["kind"] = "functionapp"
-            view["properties"] = site_properties(host)
+            view["properties"] = site_properties(host, self.acs_endpoint)
         else:
             view["properties"] = {
                 "vmId": str(uuid.uuid5(uuid.NAMESPACE_URL, host["resource_id"].lower())),
@@ -956,12 +956,16 @@ class ResourceManager:
 # -- small helpers -----------------------------------------------------------------------------
 
 
-def site_properties(host: dict[str, Any]) -> dict[str, Any]:
+def site_properties(host: dict[str, Any], https_url: str) -> dict[str, Any]:
     """A Consumption-plan Function app's properties as App Service returns them (the spec
     example GetWebApp.json, 2023-12-01; ``sku`` as live sites carry it): the Azure CLI's
-    ``az functionapp show`` reads ``serverFarmId`` and ``sku``."""
+    ``az functionapp show`` reads ``serverFarmId`` and ``sku``. ``defaultHostName`` is where the
+    sandbox serves the site (``https://{defaultHostName}/api/{route}``, as in Azure; see
+    sandbox/functions/models.py); the SCM name stays Azure's, as the sandbox serves no SCM."""
+    from sandbox.functions.models import site_url_host
+
     name, group = host["name"], world.RESOURCE_GROUP
-    default = f"{name}.azurewebsites.net"
+    default = site_url_host(https_url.rstrip("/"), name)
     return {
         "state": "Running",
         "hostNames": [default],

@@ -22,7 +22,8 @@ from sandbox.arm.models import ArmError, ResourceManager, Scope
 SITE_TYPE = "Microsoft.Web/sites"
 _SUB_RE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Web/sites/"
-    r"(?P<name>[^/]+)/(?P<rest>config/web|publishxml)/?$",
+    r"(?P<name>[^/]+)/(?P<rest>config/web|publishxml|host/default/listkeys|config/appsettings"
+    r"|config/appsettings/list)/?$",
     re.I,
 )
 
@@ -84,31 +85,77 @@ def is_site_subresource(path: str) -> bool:
     return _SUB_RE.match(path) is not None
 
 
-def serve(rm: ResourceManager, method: str, path: str) -> Response | None:
-    """The answer for a site sub-resource path, or None when ``path`` is not one."""
+# sub-resource: (method, the action Resource Manager checks), as the Microsoft.Web operations
+# list names them (Learn, "Azure permissions for Web and Mobile")
+_OPERATIONS = {
+    "config/web": ("GET", "Microsoft.Web/sites/config/Read"),
+    "publishxml": ("POST", "Microsoft.Web/sites/publishxml/Action"),
+    "host/default/listkeys": ("POST", "Microsoft.Web/sites/host/listkeys/action"),
+    "config/appsettings": ("PUT", "Microsoft.Web/sites/config/Write"),
+    "config/appsettings/list": ("POST", "Microsoft.Web/sites/config/list/Action"),
+}
+
+
+def _app_settings_view(host: dict[str, Any], settings: dict[str, str]) -> dict[str, Any]:
+    """The StringDictionary Microsoft.Web answers for a site's app settings."""
+    return {
+        "id": f"{host['resource_id']}/config/appsettings",
+        "name": "appsettings",
+        "type": "Microsoft.Web/sites/config",
+        "location": host["location"],
+        "properties": settings,
+    }
+
+
+def _new_settings(body: Any) -> dict[str, str]:
+    props = body.get("properties") if isinstance(body, dict) else None
+    if not isinstance(props, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in props.items()
+    ):
+        raise ArmError(
+            400,
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: 'properties' must "
+            "be an object of string values.",
+        )
+    return dict(props)
+
+
+def serve(rm: ResourceManager, method: str, path: str, body: Any = None) -> Response | None:
+    """The answer for a site sub-resource path, or None when ``path`` is not one. A change of
+    app settings restarts the site's worker on its next request, as Azure restarts the app."""
+    from sandbox.functions.models import app_settings, site_keys
+
     m = _SUB_RE.match(path)
     if not m:
         return None
     scope = Scope(m.group("sub"), m.group("rg"), SITE_TYPE, m.group("name"))
     rest = m.group("rest").lower()
-    wanted = "GET" if rest == "config/web" else "POST"
+    wanted, action = _OPERATIONS[rest]
     if method != wanted:
         raise ArmError(
             405,
             "MethodNotAllowed",
             f"The requested resource does not support http method '{method}'.",
         )
-    action = (
-        "Microsoft.Web/sites/config/Read"
-        if wanted == "GET"
-        else ("Microsoft.Web/sites/publishxml/Action")
-    )
     rm.authorize(scope.id, action)
     _, host = rm._find(scope)
     if host is None:
         raise rm._not_found(scope)
+    base = rm.acs_endpoint.rstrip("/")
     if rest == "publishxml":
         return Response(publish_profiles_xml(host), media_type="application/xml")
+    if rest == "host/default/listkeys":
+        keys = site_keys(rm.store, host)
+        return JSONResponse(
+            {"masterKey": keys["master"], "functionKeys": keys["host"], "systemKeys": {}}
+        )
+    if rest == "config/appsettings/list":
+        return JSONResponse(_app_settings_view(host, app_settings(host, base)))
+    if rest == "config/appsettings":
+        host["app_settings"] = _new_settings(body)
+        rm.store.put("host", host["name"], host)
+        return JSONResponse(_app_settings_view(host, host["app_settings"]))
     return JSONResponse(
         {
             "id": f"{host['resource_id']}/config/web",
