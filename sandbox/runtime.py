@@ -33,6 +33,8 @@ class Sandbox:
     faults: dict[str, Any] = field(default_factory=dict)
     # Tokens the identity endpoints hand out again (see managed_identity/models.py).
     mi_token_cache: dict[Any, Any] = field(default_factory=dict)
+    # Run Command operations in flight (sandbox/arm/run_command.py); finished ones are stored.
+    run_commands: Any = None
     _secrets_seen: tuple[int, tuple[str, ...]] = (-1, ())
 
     def known_secrets(self) -> tuple[str, ...]:
