@@ -9,8 +9,9 @@ from helpers.display import events, inbox, show_token
 from helpers.doctor import doctor
 from helpers.faults import clear_faults, fault
 from helpers.flow import flow, watch
+from helpers.hosts import on_host
 from helpers.progress import catch_up
-from helpers.redact import redact_key, redact_secret, token_claims
+from helpers.redact import redact_key, redact_secret, redact_tokens, token_claims
 from helpers.signin import az_login
 from helpers.target import Kit, act_as, acting_as, mgmt_client_kwargs, setup
 
@@ -27,8 +28,10 @@ __all__ = [
     "flow",
     "inbox",
     "mgmt_client_kwargs",
+    "on_host",
     "redact_key",
     "redact_secret",
+    "redact_tokens",
     "setup",
     "show_token",
     "token_claims",

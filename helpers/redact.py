@@ -13,6 +13,8 @@ import re
 from typing import Any
 
 _CONNECTION_KEY = re.compile(r"(accesskey=)([^;]+)", re.IGNORECASE)
+# Three base64url parts, the first a JSON header ("eyJ" is '{"' encoded): a JWT.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 def redact_key(key: str | None) -> str:
@@ -25,6 +27,20 @@ def redact_key(key: str | None) -> str:
 def redact_secret(text: str) -> str:
     """Mask the access key inside a connection string (or any text carrying one)."""
     return _CONNECTION_KEY.sub(lambda m: m.group(1) + redact_key(m.group(2)), text)
+
+
+def redact_tokens(text: str) -> str:
+    """Replace every JWT in ``text`` with its audience and subject only: output from a host may
+    print a token, and notebook outputs are shared."""
+
+    def short(m: re.Match[str]) -> str:
+        try:
+            claims = token_claims(m.group(0))
+        except ValueError:
+            return "<JWT redacted>"
+        return f"<JWT redacted: aud={claims.get('aud')}, oid={claims.get('oid')}>"
+
+    return _JWT.sub(short, text)
 
 
 def _b64url_json(part: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from conftest import https_json
 
+import helpers
 from helpers import progress
 from sandbox import world
 
@@ -252,3 +253,64 @@ def test_an_unknown_vm_is_not_found(developer_compute):
             world.RESOURCE_GROUP, "vm-nowhere", {"commandId": "RunShellScript"}
         )
     assert missing.value.error.code == "ResourceNotFound"
+
+
+# -- the notebook helper: helpers.on_host and %%on ------------------------------------------
+
+
+def test_on_host_runs_python_on_the_vm_with_the_apps_settings(kit, capsys):
+    from helpers_kit import enable_vm_identity, sign_in
+
+    sign_in(kit)
+    enable_vm_identity(kit)
+    capsys.readouterr()
+    code = "\n".join(
+        [
+            "import os",
+            "from azure.identity import DefaultAzureCredential",
+            "token = DefaultAzureCredential().get_token('https://communication.azure.com/.default')",
+            "print(os.environ['ACS_ENDPOINT'], os.environ['GREETING'])",
+            "print(token.token)",
+        ]
+    )
+    out = helpers.on_host(kit.vm_name, code, settings={"GREETING": "hello"})
+    printed = capsys.readouterr().out
+    assert printed == out
+    first, second = out.splitlines()
+    assert first == f"{kit.acs_endpoint} hello"
+    # The token is shown as its audience and subject only, never the string itself.
+    assert second.startswith("<JWT redacted: aud=https://communication.azure.com, oid=")
+    assert "eyJ" not in printed
+
+
+def test_on_host_raises_one_sentence_when_the_program_fails(kit, capsys):
+    from helpers_kit import sign_in
+
+    sign_in(kit)
+    capsys.readouterr()
+    with pytest.raises(helpers.hosts.HostError) as failed:
+        helpers.on_host(kit.vm_name, "print('before')\nraise SystemExit(4)")
+    assert str(failed.value) == (
+        f"The program on {kit.vm_name} exited with status 4 (its output is above)."
+    )
+    assert capsys.readouterr().out == "before\n"
+
+
+def test_on_host_explains_an_unknown_vm_in_one_sentence(kit):
+    from helpers_kit import sign_in
+
+    sign_in(kit)
+    with pytest.raises(helpers.hosts.HostError) as missing:
+        helpers.on_host("vm-nowhere", "print(1)")
+    assert str(missing.value).startswith("There is no VM named vm-nowhere")
+
+
+def test_the_on_cell_magic_passes_settings_and_runs_the_cell(kit, capsys):
+    from helpers_kit import sign_in
+
+    sign_in(kit)
+    capsys.readouterr()
+    helpers.hosts.on_magic(
+        f"{kit.vm_name} --set WHO=learner", "import os\nprint('hi', os.environ['WHO'])"
+    )
+    assert capsys.readouterr().out == "hi learner\n"
