@@ -40,6 +40,9 @@ _EXIT = re.compile(r"\[on_host\] the program exited with status (\d+)\n?$")
 _NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
+
+
 class HostError(RuntimeError):
     """Run Command refused or failed, or the program on the host failed: one sentence."""
 
@@ -134,9 +137,12 @@ def on_host(
     kit = target.current()
     script = shell_script(code, app_settings(kit, settings))
     with target.acting_as("developer"), watch(title) if title else nullcontext():
-        compute = ComputeManagementClient(
-            DefaultAzureCredential(), kit.subscription_id, **target.mgmt_client_kwargs()
-        )
+        key = (kit.target, kit.subscription_id, kit.arm_url)
+        if key not in _CLIENTS:  # one client: its token is reused from cell to cell
+            _CLIENTS[key] = ComputeManagementClient(
+                DefaultAzureCredential(), kit.subscription_id, **target.mgmt_client_kwargs()
+            )
+        compute = _CLIENTS[key]
         body = {"commandId": "RunShellScript", "script": script}
         try:
             poller = compute.virtual_machines.begin_run_command(kit.resource_group, name, body)

@@ -29,16 +29,21 @@ def redact_secret(text: str) -> str:
     return _CONNECTION_KEY.sub(lambda m: m.group(1) + redact_key(m.group(2)), text)
 
 
+# What a redacted token still shows: whom it is for, who holds it, and (ACS) which user.
+_SHOWN_CLAIMS = ("aud", "idtyp", "oid", "xms_mirid", "skypeid", "acsScope")
+
+
 def redact_tokens(text: str) -> str:
-    """Replace every JWT in ``text`` with its audience and subject only: output from a host may
-    print a token, and notebook outputs are shared."""
+    """Replace every JWT in ``text`` with a few of its claims: output from a host may print a
+    token, and notebook outputs are shared."""
 
     def short(m: re.Match[str]) -> str:
         try:
             claims = token_claims(m.group(0))
         except ValueError:
             return "<JWT redacted>"
-        return f"<JWT redacted: aud={claims.get('aud')}, oid={claims.get('oid')}>"
+        shown = ", ".join(f"{k}={claims[k]}" for k in _SHOWN_CLAIMS if k in claims)
+        return f"<JWT redacted: {shown}>"
 
     return _JWT.sub(short, text)
 

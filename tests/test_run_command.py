@@ -279,7 +279,8 @@ def test_on_host_runs_python_on_the_vm_with_the_apps_settings(kit, capsys):
     first, second = out.splitlines()
     assert first == f"{kit.acs_endpoint} hello"
     # The token is shown as its audience and subject only, never the string itself.
-    assert second.startswith("<JWT redacted: aud=https://communication.azure.com, oid=")
+    assert second.startswith("<JWT redacted: aud=https://communication.azure.com, idtyp=app, oid=")
+    assert second.lower().endswith("/providers/microsoft.compute/virtualmachines/vm-tutorial>")
     assert "eyJ" not in printed
 
 
