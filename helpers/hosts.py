@@ -119,6 +119,44 @@ def _explain(name: str, error: Any) -> HostError:
     return HostError(f"Run Command on {name} failed: {text}")
 
 
+class _SignedIn:
+    """Your credential, asked once before the cell's picture starts (so the picture shows the
+    run, not how your laptop signs in), its token reused until five minutes before it expires."""
+
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+        self._tokens: dict[tuple[str, ...], Any] = {}
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        import time
+
+        found = self._tokens.get(scopes)
+        if found is None or found.expires_on - 300 < time.time():
+            found = self._tokens[scopes] = self._credential.get_token(*scopes, **kwargs)
+        return found
+
+
+def _compute_client(kit: target.Kit) -> Any:
+    """One Compute client per target, signed in as you (the developer)."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import DefaultAzureCredential
+    from azure.mgmt.compute import ComputeManagementClient
+
+    key = (kit.target, kit.subscription_id, kit.arm_url)
+    if key not in _CLIENTS:
+        kwargs = target.mgmt_client_kwargs()
+        credential = _SignedIn(DefaultAzureCredential())
+        scope = (kwargs.get("credential_scopes") or [target.ARM_SCOPE])[0]
+        try:
+            credential.get_token(scope)
+        except ClientAuthenticationError:
+            raise HostError(
+                "Sign in first (notebook 0, `az login`): Run Command is asked for as you."
+            ) from None
+        _CLIENTS[key] = ComputeManagementClient(credential, kit.subscription_id, **kwargs)
+    return _CLIENTS[key]
+
+
 def on_host(
     name: str, code: str, *, settings: dict[str, str] | None = None, title: str | None = None
 ) -> str:
@@ -129,20 +167,14 @@ def on_host(
     ``title`` draws the exchanges on the sandbox (``helpers.watch``).
     """
     from azure.core.exceptions import HttpResponseError
-    from azure.identity import DefaultAzureCredential
-    from azure.mgmt.compute import ComputeManagementClient
 
     from helpers.flow import watch
 
     kit = target.current()
     script = shell_script(code, app_settings(kit, settings))
+    with target.acting_as("developer"):
+        compute = _compute_client(kit)
     with target.acting_as("developer"), watch(title) if title else nullcontext():
-        key = (kit.target, kit.subscription_id, kit.arm_url)
-        if key not in _CLIENTS:  # one client: its token is reused from cell to cell
-            _CLIENTS[key] = ComputeManagementClient(
-                DefaultAzureCredential(), kit.subscription_id, **target.mgmt_client_kwargs()
-            )
-        compute = _CLIENTS[key]
         body = {"commandId": "RunShellScript", "script": script}
         try:
             poller = compute.virtual_machines.begin_run_command(kit.resource_group, name, body)

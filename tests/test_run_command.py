@@ -315,3 +315,11 @@ def test_the_on_cell_magic_passes_settings_and_runs_the_cell(kit, capsys):
         f"{kit.vm_name} --set WHO=learner", "import os\nprint('hi', os.environ['WHO'])"
     )
     assert capsys.readouterr().out == "hi learner\n"
+
+
+def test_on_host_asks_to_sign_in_first(kit):
+    # The seeded world has the developer signed out of az: no credential in the chain answers.
+    helpers.hosts._CLIENTS.clear()
+    with pytest.raises(helpers.hosts.HostError) as signed_out:
+        helpers.on_host(kit.vm_name, "print(1)")
+    assert str(signed_out.value).startswith("Sign in first")

@@ -49,6 +49,7 @@ from sandbox.runtime import Sandbox, sandbox_of
 
 VM_TYPE = "Microsoft.Compute/virtualMachines"
 ACTION = "Microsoft.Compute/virtualMachines/runCommand/action"
+READ_OPERATION = "Microsoft.Compute/locations/operations/read"
 COMMAND_IDS = ("RunShellScript",)  # the sandbox's VMs are Linux VMs
 OUTPUT_LIMIT = 4096  # bytes of each stream Azure reports (the last ones)
 TIME_LIMIT = float(os.environ.get("SANDBOX_RUN_COMMAND_TIME_LIMIT", "120"))
@@ -296,7 +297,7 @@ async def serve(rm: ResourceManager, request: Request, path: str, body) -> Respo
         return await _start(rm, request, m, body)
     m = _OP_RE.match(path)
     if m:
-        return await _poll(request, m)
+        return await _poll(rm, request, m)
     return None
 
 
@@ -368,13 +369,14 @@ def _stored(sb: Sandbox, op_id: str) -> Operation | None:
     return op
 
 
-async def _poll(request: Request, m: re.Match) -> Response:
+async def _poll(rm: ResourceManager, request: Request, m: re.Match) -> Response:
     sb = sandbox_of(request)
     _check_version(request, m.group("loc"))
     _method(request, "GET")
     # No role check: Azure signs its polling addresses (the ``p``/``t``/``c`` query parameters
     # of Azure/azure-cli#32286), so one who may start an operation may follow it; here the
-    # operation id is a random UUID only its caller learns.
+    # operation id is a random UUID only its caller learns. The log still names the operation.
+    rm.operation = READ_OPERATION
     op_id = m.group("op").lower()
     op = registry(sb).operations.get(op_id) or _stored(sb, op_id)
     if op is None or op.subscription.lower() != m.group("sub").lower():
