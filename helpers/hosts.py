@@ -15,6 +15,7 @@ with the environment prepared, so the same script skips that step and a run take
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 import sys
@@ -147,12 +148,17 @@ def _compute_client(kit: target.Kit) -> Any:
         kwargs = target.mgmt_client_kwargs()
         credential = _SignedIn(DefaultAzureCredential())
         scope = (kwargs.get("credential_scopes") or [target.ARM_SCOPE])[0]
+        quiet = logging.getLogger("azure.identity")
+        level = quiet.level
+        quiet.setLevel(logging.WARNING)  # how your laptop signs in is not this cell's lesson
         try:
             credential.get_token(scope)
         except ClientAuthenticationError:
             raise HostError(
                 "Sign in first (notebook 0, `az login`): Run Command is asked for as you."
             ) from None
+        finally:
+            quiet.setLevel(level)
         _CLIENTS[key] = ComputeManagementClient(credential, kit.subscription_id, **kwargs)
     return _CLIENTS[key]
 
