@@ -203,11 +203,15 @@ def on_host(
 
 
 def on_magic(line: str, cell: str) -> None:
-    """``%%on HOST [--watch TITLE] [--set NAME=VALUE ...]``: run the cell on HOST."""
+    """``%%on HOST [--watch TITLE] [--set NAME=VALUE ...] [--out NAME]``: run the cell on HOST.
+
+    ``--out NAME`` keeps what the program printed (redacted, stripped) in this kernel's
+    variable NAME, for a later cell to pass on with ``--set``.
+    """
     words = shlex.split(line)
     if not words:
         raise HostError("Name the host: %%on vm-tutorial")
-    name, settings, title = words[0], {}, None
+    name, settings, title, out_name = words[0], {}, None, None
     rest = iter(words[1:])
     for word in rest:
         if word == "--watch":
@@ -215,9 +219,17 @@ def on_magic(line: str, cell: str) -> None:
         elif word == "--set":
             key, _, value = next(rest, "").partition("=")
             settings[key] = value
+        elif word == "--out" and (out_name := next(rest, "")).isidentifier():
+            continue
         else:
-            raise HostError(f"%%on takes a host, --watch TITLE and --set NAME=VALUE, not {word}.")
-    on_host(name, cell, settings=settings, title=title)
+            raise HostError(
+                f"%%on takes a host, --watch TITLE, --set NAME=VALUE and --out NAME, not {word}."
+            )
+    printed = on_host(name, cell, settings=settings, title=title)
+    if out_name:
+        from IPython import get_ipython
+
+        get_ipython().user_ns[out_name] = printed.strip()
 
 
 def register_magic() -> None:
