@@ -1,4 +1,4 @@
-"""Run Command compared with recorded Azure answers (tests/conformance/arm/run_command/).
+"""Run Command compared with recorded Azure answers (tests/conformance/arm_run_command/).
 
 A fixture's ``follow`` says which polling address answered the recorded body: ``location`` (the
 RunCommandResult, ``monitor=true``) or ``azure-asyncoperation`` (the operation status resource).
@@ -21,7 +21,7 @@ from sandbox import world
 from tests.conformance.compare import assert_conforms, load
 from tests.test_conformance_arm import _fill_all, _values
 
-FIXTURES = load("arm/run_command")
+FIXTURES = load("arm_run_command")
 
 
 def _request(doc: dict[str, Any], token: str, method: str, url: str, body: Any = None):
