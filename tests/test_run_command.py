@@ -323,3 +323,26 @@ def test_on_host_asks_to_sign_in_first(kit):
     with pytest.raises(helpers.hosts.HostError) as signed_out:
         helpers.on_host(kit.vm_name, "print(1)")
     assert str(signed_out.value).startswith("Sign in first")
+
+
+def test_a_finished_operation_answers_after_a_restart(own_settings):
+    from sandbox import client
+    from tests.test_conformance_run_command import _request, _start, _until_done
+
+    first = client.start(own_settings)
+    token = forge(own_settings, first, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    body = {"commandId": "RunShellScript", "script": ["echo kept"]}
+    status, headers, _ = _start(
+        first, token, {"path": VM_ID + "/runCommand", "api_version": "2024-07-01", "body": body}
+    )
+    assert status == 202
+    operation = headers["Azure-AsyncOperation"]
+    assert _until_done(first, token, operation)[1]["status"] == "Succeeded"
+    client.stop(own_settings)
+
+    second = client.start(own_settings)
+    token = forge(own_settings, second, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    again = operation.replace(first["https_url"], second["https_url"])
+    status, _, answer = _request(second, token, "GET", again)
+    assert status == 200 and answer["status"] == "Succeeded"
+    assert answer["properties"]["output"]["value"][0]["message"].endswith("kept\n\n[stderr]\n")
