@@ -26,8 +26,8 @@ from typing import Any
 from helpers import target
 from helpers.redact import redact_tokens
 
-# Where the kit keeps the VM's Python packages (the sandbox prepares the same folder:
-# sandbox/arm/run_command.py KIT_VENV).
+# Where the kit keeps the VM's Python packages, and the file that says they are installed (the
+# sandbox prepares the same: sandbox/arm/run_command.py KIT_VENV).
 VENV = '"${HOME:-/root}/.acs-kit/venv"'
 PACKAGES = (
     "azure-core",
@@ -79,9 +79,12 @@ def shell_script(code: str, settings: dict[str, str]) -> list[str]:
     install = " ".join(shlex.quote(p) for p in pinned_packages())
     lines = [
         f"VENV={VENV}",
-        'if [ ! -x "$VENV/bin/python" ]; then',
-        '  { python3 -m venv "$VENV" && "$VENV/bin/python" -m pip install --quiet '
-        f"--disable-pip-version-check {install}; }} >&2 || "
+        'if [ ! -f "$VENV/.acs-kit-ready" ]; then',
+        # Ubuntu images ship python3 without its venv module: install it first (as root).
+        '  { python3 -m venv "$VENV" || { apt-get -qq update && apt-get -qq install -y '
+        'python3-venv && python3 -m venv "$VENV"; }; } >&2 &&',
+        '  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check '
+        f'{install} >&2 && touch "$VENV/.acs-kit-ready" || '
         '{ echo "[on_host] preparing Python on this VM failed" >&2; exit 1; }',
         "fi",
         *(f"export {k}={shlex.quote(v)}" for k, v in settings.items()),

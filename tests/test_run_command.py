@@ -346,3 +346,11 @@ def test_a_finished_operation_answers_after_a_restart(own_settings):
     status, _, answer = _request(second, token, "GET", again)
     assert status == 200 and answer["status"] == "Succeeded"
     assert answer["properties"]["output"]["value"][0]["message"].endswith("kept\n\n[stderr]\n")
+
+
+def test_the_sandboxs_vm_comes_prepared_so_the_helpers_script_installs_nothing(developer_compute):
+    # The kit's script prepares Python only where its venv is not marked ready; on the sandbox
+    # it is, so nothing is installed (nothing leaves 127.0.0.1) and stderr stays empty.
+    script = helpers.hosts.shell_script("print('ran')", {"GREETING": "hi"})
+    result = run(developer_compute, *script)
+    assert result.value[0].message == "Enable succeeded: \n[stdout]\nran\n\n[stderr]\n"

@@ -27,6 +27,7 @@ code; the status address holds its answer up to ``HOLD_SECONDS`` while the scrip
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
@@ -56,7 +57,7 @@ TIME_LIMIT = float(os.environ.get("SANDBOX_RUN_COMMAND_TIME_LIMIT", "120"))
 HOLD_SECONDS = 5.0
 RETRY_AFTER = "1"
 # Where the kit's helpers (helpers/hosts.py) keep the VM's Python packages; the sandbox's VMs
-# come with it prepared, as a VM image with the kit's packages would.
+# come with it prepared (and marked so), as a VM image with the kit's packages would.
 KIT_VENV = ".acs-kit/venv"
 
 _RUN_RE = re.compile(
@@ -197,6 +198,7 @@ def vm_home(sb: Sandbox, vm: str) -> Path:
         if not target.exists() or target.read_text() != wrapper:
             target.write_text(wrapper)
             target.chmod(0o700)
+    (home / KIT_VENV / ".acs-kit-ready").touch()
     return home
 
 
@@ -251,7 +253,8 @@ async def _execute(sb: Sandbox, op: Operation, script: list[str], args: list[str
                 op.status = "Succeeded"
                 op.output = result(out_file.read_bytes(), err_file.read_bytes())
             except TimeoutError:
-                os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it ended just now
+                    os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
                 op.status = "Failed"
                 op.error = {
