@@ -11,8 +11,9 @@ from helpers.doctor import doctor
 from helpers.faults import clear_faults, fault
 from helpers.flow import flow, watch
 from helpers.function_app import call_function, show_function_source
+from helpers.hosts import on_host
 from helpers.progress import catch_up
-from helpers.redact import redact_key, redact_secret, token_claims
+from helpers.redact import redact_key, redact_secret, redact_tokens, token_claims
 from helpers.signin import az_login
 from helpers.target import (
     Kit,
@@ -42,8 +43,10 @@ __all__ = [
     "inbox",
     "leftovers",
     "mgmt_client_kwargs",
+    "on_host",
     "redact_key",
     "redact_secret",
+    "redact_tokens",
     "sandbox_only",
     "setup",
     "show_function_source",

@@ -13,6 +13,8 @@ import re
 from typing import Any
 
 _CONNECTION_KEY = re.compile(r"(accesskey=)([^;]+)", re.IGNORECASE)
+# Three base64url parts, the first a JSON header ("eyJ" is '{"' encoded): a JWT.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 def redact_key(key: str | None) -> str:
@@ -25,6 +27,25 @@ def redact_key(key: str | None) -> str:
 def redact_secret(text: str) -> str:
     """Mask the access key inside a connection string (or any text carrying one)."""
     return _CONNECTION_KEY.sub(lambda m: m.group(1) + redact_key(m.group(2)), text)
+
+
+# What a redacted token still shows: whom it is for, who holds it, and (ACS) which user.
+_SHOWN_CLAIMS = ("aud", "idtyp", "oid", "xms_mirid", "skypeid", "acsScope")
+
+
+def redact_tokens(text: str) -> str:
+    """Replace every JWT in ``text`` with a few of its claims: output from a host may print a
+    token, and notebook outputs are shared."""
+
+    def short(m: re.Match[str]) -> str:
+        try:
+            claims = token_claims(m.group(0))
+        except ValueError:
+            return "<JWT redacted>"
+        shown = ", ".join(f"{k}={claims[k]}" for k in _SHOWN_CLAIMS if k in claims)
+        return f"<JWT redacted: {shown}>"
+
+    return _JWT.sub(short, text)
 
 
 def _b64url_json(part: str) -> dict[str, Any]:

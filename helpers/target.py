@@ -273,6 +273,9 @@ def setup(target: str | None = None, persona: str = "developer") -> Kit:
     """Pick the target (argument, else ``KIT_TARGET`` from the environment or ``.env``, else
     the sandbox) and prepare the kernel for it. Returns the Kit every later cell uses."""
     global _current
+    from helpers import hosts  # here: hosts imports this module
+
+    hosts.register_magic()
     _load_dotenv()
     chosen = (target or os.environ.get("KIT_TARGET") or SANDBOX).strip().lower()
     if chosen not in (SANDBOX, AZURE):

@@ -12,6 +12,8 @@ Known names and their parameters:
     mi_slow           {"seconds": s}                        identity endpoints answer late
     clock_skew        {"seconds": s}                        the sandbox's clock runs off by s
     role_propagation  {"seconds": s}                        new role assignments wait s to apply
+    run_command_time_limit {"seconds": s}                   a VM's Run Command stops after s
+                                                            (sandbox/arm/run_command.py)
     unlimited         {}                                    ACS rate limits are not enforced
                                                             (load tests and benchmarks)
     cli_preauthorized {}                                    Entra gives Microsoft's public
@@ -36,6 +38,7 @@ KNOWN: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "mi_slow": {"seconds": ((int, float), True), "hosts": (list, False)},
     "clock_skew": {"seconds": ((int, float), True)},
     "role_propagation": {"seconds": ((int, float), True)},
+    "run_command_time_limit": {"seconds": ((int, float), True)},
     "unlimited": {},
     "cli_preauthorized": {},
 }

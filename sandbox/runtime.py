@@ -35,6 +35,8 @@ class Sandbox:
     mi_token_cache: dict[Any, Any] = field(default_factory=dict)
     # The Function app sites' worker processes (see sandbox/functions/models.py).
     function_hosts: Any = field(default_factory=lambda: _function_hosts())
+    # Run Command operations in flight (sandbox/arm/run_command.py); finished ones are stored.
+    run_commands: Any = None
     _secrets_seen: tuple[int, tuple[str, ...]] = (-1, ())
 
     def known_secrets(self) -> tuple[str, ...]:

@@ -105,6 +105,31 @@ ROLES: dict[str, dict[str, Any]] = {
         "actions": ["*/read"],
         "notActions": [],
     },
+    # Virtual Machine Contributor (MicrosoftDocs/azure-docs built-in-roles compute.md and the
+    # role-definitions REST example): the Compute, Authorization, Insights and Resources actions
+    # and the list's tail as published; its Network actions between them are left out (they
+    # judge nothing the sandbox serves; see sandbox/FIDELITY.md, Run Command).
+    "9980e02c-c2be-4d73-94e8-173b1dc7cf3c": {
+        "roleName": "Virtual Machine Contributor",
+        "description": "Lets you manage virtual machines, but not access to them, and not the "
+        "virtual network or storage account they\u2019re connected to.",
+        "actions": [
+            "Microsoft.Authorization/*/read",
+            "Microsoft.Compute/availabilitySets/*",
+            "Microsoft.Compute/locations/*",
+            "Microsoft.Compute/virtualMachines/*",
+            "Microsoft.Compute/virtualMachineScaleSets/*",
+            "Microsoft.Insights/alertRules/*",
+            "Microsoft.ResourceHealth/availabilityStatuses/read",
+            "Microsoft.Resources/deployments/*",
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            "Microsoft.SqlVirtualMachine/*",
+            "Microsoft.Storage/storageAccounts/listKeys/action",
+            "Microsoft.Storage/storageAccounts/read",
+            "Microsoft.Support/*",
+        ],
+        "notActions": [],
+    },
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": {
         "roleName": "User Access Administrator",
         "description": "Lets you manage user access to Azure resources.",

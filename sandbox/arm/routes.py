@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import audit, world
-from sandbox.arm import discovery, providers
+from sandbox.arm import discovery, providers, run_command
 from sandbox.arm.headers import RateBuckets, arm_headers
 from sandbox.arm.models import (
     ACS_TYPE,
@@ -327,6 +327,8 @@ async def _serve(request: Request, caller: Caller) -> Response:
     audit.note(request, caller=caller.name, principal_id=caller.object_id, credential="bearer")
     try:
         found = await discovery.serve(rm, request, path, _body)
+        if found is None:
+            found = await run_command.serve(rm, request, path, _body)
         if found is None:
             _check_api_version(request, path)
             found = await _dispatch(rm, request, path)
