@@ -9,6 +9,7 @@ refresh token kept in ``<SANDBOX_STATE_DIR>/azure-cli/`` (readable by its owner 
 
 Standard library only, and little of it: AzureCliCredential starts a new process for every
 token it needs. Supported: ``login [--use-device-code] [--tenant T]``,
+``login -u NAME -p PASSWORD`` (a user's password: no polling),
 ``login --service-principal -u APP_ID -p SECRET --tenant T`` (the real command's syntax; the
 secret is kept in the profile file, as the real CLI keeps it in service_principal_entries),
 ``logout``,
@@ -211,14 +212,10 @@ def login_service_principal(settings: Settings, opts: dict[str, str]) -> int:
     return 0
 
 
-def login(settings: Settings, opts: dict[str, str]) -> int:
-    if "--service-principal" in opts:
-        return login_service_principal(settings, opts)
-    instance = _sandbox(settings)
-    base = instance["https_url"]
-    tenant = opts.get("--tenant") or LOGIN_TENANT
-    scope = f"{opts.get('--scope') or DEFAULT_RESOURCE + '/.default'}"
-    wanted = f"{scope} offline_access openid profile"
+def _device_code(settings: Settings, base: str, tenant: str, wanted: str) -> dict[str, Any]:
+    """The device-code sign-in: show the message, poll every ``interval`` until a person
+    answers (this stand-in waits first, so an approval given right after the message lands
+    before the first poll; MSAL polls first)."""
     status, flow = _call(
         settings,
         f"{base}/{urllib.parse.quote(tenant)}/oauth2/v2.0/devicecode",
@@ -245,6 +242,43 @@ def login(settings: Settings, opts: dict[str, str]) -> int:
             break
         if result.get("error") != "authorization_pending" or time.monotonic() > deadline:
             raise CliError(_aad_error(result))
+    return result
+
+
+def _password(
+    settings: Settings, base: str, tenant: str, wanted: str, opts: dict[str, str]
+) -> dict[str, Any]:
+    """``az login -u NAME -p PASSWORD``: the resource owner password grant (no prompt, no
+    polling; Microsoft advises against it, and it fails for accounts that need MFA)."""
+    status, result = _call(
+        settings,
+        f"{base}/{urllib.parse.quote(tenant)}/oauth2/v2.0/token",
+        {
+            "grant_type": "password",
+            "client_id": AZURE_CLI_CLIENT_ID,
+            "username": opts["--username"],
+            "password": opts.get("--password", ""),
+            "scope": wanted,
+            "client_info": "1",
+        },
+    )
+    if status != 200 or not result.get("access_token"):
+        raise CliError(_aad_error(result).splitlines()[0])
+    return result
+
+
+def login(settings: Settings, opts: dict[str, str]) -> int:
+    if "--service-principal" in opts:
+        return login_service_principal(settings, opts)
+    instance = _sandbox(settings)
+    base = instance["https_url"]
+    tenant = opts.get("--tenant") or LOGIN_TENANT
+    scope = f"{opts.get('--scope') or DEFAULT_RESOURCE + '/.default'}"
+    wanted = f"{scope} offline_access openid profile"
+    if opts.get("--username"):
+        result = _password(settings, base, tenant, wanted, opts)
+    else:
+        result = _device_code(settings, base, tenant, wanted)
     claims = _jwt_claims(result.get("id_token", "")) or _jwt_claims(result["access_token"])
     home = claims.get("tid") or tenant
     user = claims.get("preferred_username") or claims.get("upn") or "unknown"
@@ -392,6 +426,7 @@ def _emit(result: Any, opts: dict[str, str]) -> None:
 USAGE = (
     "This az is the ACS tutorial sandbox's stand-in for the Azure CLI. It supports:\n"
     "  az login [--use-device-code] [--tenant T]\n"
+    "  az login -u NAME -p PASSWORD [--tenant T]\n"
     "  az login --service-principal -u APP_ID -p SECRET --tenant T\n"
     "  az logout\n"
     "  az account show | list | clear\n"
