@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from helpers import sandbox_api, target
+from helpers import cloud, sandbox_api, target
 from helpers.display import Rich, esc, show
 
 MIN_PYTHON = (3, 11)  # pyproject.toml requires-python: the lock needs it
 DIST_NAME = "acs-managed-identity-kit"
-ACS_SCOPE = "https://communication.azure.com/.default"
+ACS_SCOPE = cloud.ACS_SCOPE
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 

@@ -119,7 +119,7 @@ def sign_in_developer(
             level = identity_log.level
             identity_log.setLevel(logging.ERROR)
             try:
-                (credential or SharedToken()).get_token(target.ARM_SCOPE)
+                (credential or SharedToken()).get_token(kit.arm_scope)
                 return False
             except ClientAuthenticationError:
                 pass
