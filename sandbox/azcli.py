@@ -490,7 +490,18 @@ def cloud_command(settings: Settings, command: str, opts: dict[str, str]) -> int
         if command == "cloud register":
             azcli_cloud.register(folder, opts, lambda url: _discover(settings, url))
         elif command == "cloud set":
-            for line in azcli_cloud.set_active(folder, opts.get("--name")):
+            lines = azcli_cloud.set_active(folder, opts.get("--name"))
+            profile = _load_profile(settings)
+            if (
+                lines
+                and profile
+                and profile.get("cloud", azcli_cloud.DEFAULT_CLOUD) == opts["--name"]
+            ):
+                sub = _subscription(profile, None)
+                lines[1:] = [
+                    f"Active subscription switched to '{sub.get('name')} ({sub.get('id')})'."
+                ]
+            for line in lines:
                 print(f"WARNING: {line}", file=sys.stderr)
         elif command == "cloud unregister":
             azcli_cloud.unregister(folder, opts.get("--name"))

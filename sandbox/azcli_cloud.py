@@ -170,7 +170,8 @@ def from_metadata(metadata: dict[str, Any]) -> dict[str, str]:
 
 
 def set_active(folder: Path, name: str | None) -> list[str]:
-    """``az cloud set --name X``; returns the warnings the real CLI prints."""
+    """``az cloud set --name X``; returns the warnings the real CLI prints when the new cloud
+    has no sign-in (sandbox/azcli.py says instead which subscription is active when it has)."""
     if not name:
         raise CloudError("the following arguments are required: --name/-n")
     doc = load(folder)

@@ -194,11 +194,18 @@ def test_the_sandbox_az_registers_the_cloud_and_signs_in_there(custom_cloud, san
     claims = helpers.token_claims(token["accessToken"])
     assert claims["aud"] == AUDIENCE and claims["appid"] == world.SP_CLIENT_ID
     assert {e["listener"] for e in control.log_after(before)} == {"https"}
-    # A sign-in belongs to its cloud: back on AzureCloud, this az is signed out.
+    # A sign-in belongs to its cloud: back on AzureCloud, this az is signed out; on KitCloud
+    # again, its subscription is active again, as the real CLI says.
     _sandbox_az(sandbox, "cloud", "set", "--name", "AzureCloud")
     assert _sandbox_az(sandbox, "account", "show").stderr.strip() == (
         "ERROR: Please run 'az login' to set up an account."
     )
+    back = _sandbox_az(sandbox, "cloud", "set", "--name", "KitCloud").stderr.splitlines()
+    assert back[1] == (
+        f"WARNING: Active subscription switched to 'ACS tutorial subscription "
+        f"({world.SUBSCRIPTION_ID})'."
+    )
+    assert json.loads(_sandbox_az(sandbox, "account", "show").stdout)["cloudName"] == "KitCloud"
 
 
 def test_the_sandbox_az_signs_in_to_this_machine_only(custom_cloud, sandbox):
