@@ -24,7 +24,7 @@ from real_az import RealAz, ensure_cli
 
 import helpers
 from helpers import cloud, target
-from sandbox import personas, world
+from sandbox import azcloud, personas, world
 
 AUDIENCE = "https://management.core.windows.net/"
 
@@ -181,6 +181,14 @@ def test_the_sandbox_az_registers_the_cloud_and_signs_in_there(custom_cloud, san
     assert shown["endpoints"]["activeDirectoryResourceId"] == AUDIENCE
     assert shown["suffixes"]["storageEndpoint"] == "core.windows.net"
     assert set(shown["endpoints"]) >= {"management", "microsoftGraphResourceId", "portal"}
+    # Without --skip-endpoint-discovery, the rest comes from Resource Manager's metadata.
+    found = _sandbox_az(sandbox, "cloud", "register", "-n", "Found",
+                        "--endpoint-resource-manager", sandbox["arm_url"] + "/")  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    ends = json.loads(_sandbox_az(sandbox, "cloud", "show", "-n", "Found").stdout)["endpoints"]
+    assert ends["activeDirectory"] == sandbox["authority_host"]
+    assert ends["activeDirectoryResourceId"] == AUDIENCE
+    assert _sandbox_az(sandbox, "cloud", "unregister", "-n", "Found").returncode == 0
     names = [c["name"] for c in json.loads(_sandbox_az(sandbox, "cloud", "list").stdout)]
     assert names == ["AzureCloud", "AzureChinaCloud", "AzureUSGovernment", "AzureBleuCloud",
                      "KitCloud"]  # fmt: skip
@@ -235,7 +243,7 @@ def test_the_real_azure_cli_does_the_same(custom_cloud, sandbox, control):
         secret = control("GET", "/_sandbox/personas/service-principal")["set"][
             "AZURE_CLIENT_SECRET"
         ]
-        az.ok("config", "set", "core.instance_discovery=false", "core.collect_telemetry=false")
+        az.ok("config", "set", *azcloud.CONFIG)  # the offline settings `sandbox az-cloud` uses
         az.ok(
             "cloud", "register", "--name", "KitCloud", "--skip-endpoint-discovery",
             "--endpoint-resource-manager", os.environ["AZURE_ARM_ENDPOINT"] + "/",
