@@ -209,8 +209,17 @@ def check_credential(credential_factory: Any = None, scope: str = ACS_SCOPE) -> 
     """DefaultAzureCredential (or the given factory's credential) can get a token for ACS."""
     from azure.core.exceptions import ClientAuthenticationError
 
-    if credential_factory is None:
-        from azure.identity import DefaultAzureCredential as credential_factory
+    if credential_factory is None:  # in .env's cloud (a private authority: no discovery)
+        from azure.identity import DefaultAzureCredential
+
+        try:
+            kwargs = cloud.from_env().credential_kwargs()
+        except cloud.CloudConfigError:
+            kwargs = {}  # check_azure reports the setting
+
+        def credential_factory() -> Any:
+            return DefaultAzureCredential(**kwargs)
+
     try:
         credential = credential_factory()
         credential.get_token(scope)

@@ -24,6 +24,7 @@ from real_az import RealAz, ensure_cli
 
 import helpers
 from helpers import cloud, target
+from helpers.doctor import check_credential
 from sandbox import azcloud, personas, world
 
 AUDIENCE = "https://management.core.windows.net/"
@@ -262,3 +263,14 @@ def test_the_real_azure_cli_does_the_same(custom_cloud, sandbox, control):
         assert guard_log.read_text() == ""
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_doctor_checks_the_credential_in_the_custom_cloud(custom_cloud, control, monkeypatch):
+    """helpers.doctor's credential check on a private cloud: the service principal's variables
+    (EnvironmentCredential, first in the chain) get an ACS token from the sandbox, with no
+    instance discovery at login.microsoftonline.com (the socket guard would see it)."""
+    secret = control("GET", "/_sandbox/personas/service-principal")["set"]["AZURE_CLIENT_SECRET"]
+    monkeypatch.setenv("AZURE_CLIENT_ID", world.SP_CLIENT_ID)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", secret)
+    check = check_credential()
+    assert check.ok is True, check
