@@ -342,6 +342,9 @@ def test_az_login_with_user_name_and_password_needs_no_polling(sandbox, develope
     assert who["password"] not in json.dumps(control.log_after(before))
     token = json.loads(az("account", "get-access-token", check=True).stdout)["accessToken"]
     assert claims_of(token)["oid"] == world.DEVELOPER_OID
+    # The password comes from the control API, to its owner only.
+    status, text = https_text(sandbox, "GET", "/_sandbox/developer")
+    assert status in (401, 403) and who["password"] not in text
 
 
 def test_az_account_commands_and_logout(sandbox, developer, control):
