@@ -29,13 +29,15 @@ define ENSURE_UV
 endef
 
 # .venv is made by uv from $(PYTHON) (never a downloaded Python), with pip in it for learners;
-# sync: the venv holds the lock's packages and nothing else; then the kit itself, editable;
+# sync: the venv holds the lock's packages and nothing else, compiled to bytecode as pip does
+# (uv does not by default: every kernel would compile the SDKs again, a second per notebook);
+# then the kit itself, editable;
 # check: the pins of pyproject.toml agree with the lock; last, the kit's Jupyter settings go
 # into the venv's own Jupyter folders, where both `jupyter lab` and `jupyter notebook` read them.
 $(STAMP): pyproject.toml $(LOCK) $(JUPYTER_SETTINGS)
 	$(ENSURE_UV)
 	@test -x $(PY) || $(UV) venv --quiet --seed --no-python-downloads --python $(PYTHON) $(VENV)
-	$(UV) pip sync --quiet --python $(PY) $(LOCK)
+	$(UV) pip sync --quiet --compile-bytecode --python $(PY) $(LOCK)
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	@$(UV) pip check --quiet --python $(PY) || { \
 	    echo "pyproject.toml and $(LOCK) disagree: run make lock" >&2; exit 1; }

@@ -208,7 +208,7 @@ def ready(kit: target.Kit) -> Report:
         )
     try:
         with target.acting_as("developer"):  # on Azure: nothing changes
-            token = AzureCliCredential().get_token(target.ARM_SCOPE)
+            token = AzureCliCredential().get_token(kit.arm_scope)
         claims = token_claims(token.token)
         who = claims.get("upn") or claims.get("preferred_username") or "a user"
         report.add(

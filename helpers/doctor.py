@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from helpers import sandbox_api, target
+from helpers import cloud, sandbox_api, target
 from helpers.display import Rich, esc, show
 
 MIN_PYTHON = (3, 11)  # pyproject.toml requires-python: the lock needs it
 DIST_NAME = "acs-managed-identity-kit"
-ACS_SCOPE = "https://communication.azure.com/.default"
+ACS_SCOPE = cloud.ACS_SCOPE
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 
@@ -209,8 +209,17 @@ def check_credential(credential_factory: Any = None, scope: str = ACS_SCOPE) -> 
     """DefaultAzureCredential (or the given factory's credential) can get a token for ACS."""
     from azure.core.exceptions import ClientAuthenticationError
 
-    if credential_factory is None:
-        from azure.identity import DefaultAzureCredential as credential_factory
+    if credential_factory is None:  # in .env's cloud (a private authority: no discovery)
+        from azure.identity import DefaultAzureCredential
+
+        try:
+            kwargs = cloud.from_env().credential_kwargs()
+        except cloud.CloudConfigError:
+            kwargs = {}  # check_azure reports the setting
+
+        def credential_factory() -> Any:
+            return DefaultAzureCredential(**kwargs)
+
     try:
         credential = credential_factory()
         credential.get_token(scope)

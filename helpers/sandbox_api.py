@@ -94,6 +94,10 @@ class Control:
     def reset(self) -> None:
         self.call("POST", "/_sandbox/reset")
 
+    def developer_sign_in(self) -> dict[str, str]:
+        """The developer's ``username`` and ``password`` (``python -m sandbox password``)."""
+        return self.call("GET", "/_sandbox/developer")
+
     def approve(self, user_code: str) -> dict[str, Any]:
         return self.call("POST", f"/_sandbox/device-codes/{quote(user_code)}/approve")
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers import sandbox_api
+from helpers import cloud, sandbox_api
 
 SANDBOX, AZURE = "sandbox", "azure"
-ARM_SCOPE = "https://management.azure.com/.default"
+ARM_SCOPE = cloud.scope_for(cloud.PUBLIC_ARM_AUDIENCE)  # the sandbox's Resource Manager takes it
 
 # Settings the azure target needs, with the check each must pass. Documented in .env.example.
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -137,6 +137,8 @@ class Kit:
     tenant_id: str | None = None
     authority_host: str | None = None
     arm_url: str | None = None
+    # On Azure, the cloud .env names (helpers/cloud.py); the public cloud when it names none.
+    cloud: cloud.Cloud = field(default_factory=cloud.Cloud, repr=False)
     status: dict[str, Any] = field(default_factory=dict, repr=False)
     persona: str | None = None
     # The tutorial's hosts; on Azure, .env may name them differently.
@@ -149,6 +151,17 @@ class Kit:
             f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
             f"/providers/Microsoft.Communication/communicationServices/{self.acs_name}"
         )
+
+    @property
+    def arm_scope(self) -> str:
+        """The scope of a Resource Manager token in this kit's cloud."""
+        return ARM_SCOPE if self.target == SANDBOX else self.cloud.arm_scope
+
+    @property
+    def private_authority(self) -> bool:
+        """Whether credentials must skip MSAL's instance discovery (``disable_instance_discovery``):
+        the sandbox's authority and a private cloud's are not Microsoft clouds."""
+        return self.target == SANDBOX or self.cloud.private_authority
 
     @property
     def phone(self) -> str:
@@ -198,6 +211,9 @@ class Kit:
         }
         if self.persona:
             rows["running as"] = self.persona
+        if self.target != SANDBOX and self.cloud.custom:
+            rows["Entra ID"] = self.cloud.authority_host
+            rows["Resource Manager"] = self.cloud.arm_url
         return rows
 
     def _repr_html_(self) -> str:
@@ -239,6 +255,10 @@ def _azure_kit() -> Kit:
     hosts = {
         name: _setting(name, p, m, default) for name, (default, p, m) in _HOST_SETTINGS.items()
     }
+    try:
+        chosen = cloud.from_env()
+    except cloud.CloudConfigError as e:
+        raise KitConfigError(str(e)) from None
     return Kit(
         target=AZURE,
         acs_endpoint=values["ACS_ENDPOINT"].rstrip("/") + "/",
@@ -250,6 +270,9 @@ def _azure_kit() -> Kit:
         tenant_id=os.environ.get("AZURE_TENANT_ID") or None,
         vm_name=hosts["VM_NAME"],
         func_app_name=hosts["FUNC_APP_NAME"],
+        authority_host=chosen.authority_host,
+        arm_url=chosen.arm_url,
+        cloud=chosen,
     )
 
 
@@ -361,9 +384,20 @@ def mgmt_client_kwargs() -> dict[str, Any]:
     """Keywords for a management client (``ResourceManagementClient(cred, sub, **kwargs)``).
 
     On the sandbox, Resource Manager lives at the sandbox's URL; ``credential_scopes`` is what
-    a private (sovereign) cloud passes too. On Azure the defaults are right, so it is empty.
+    a private (sovereign) cloud passes too. On Azure, the cloud ``.env`` names: empty for the
+    public cloud, where the SDKs' defaults are right.
     """
     kit = current()
     if kit.target != SANDBOX:
-        return {}
+        return kit.cloud.mgmt_kwargs()
     return {"base_url": kit.arm_url, "credential_scopes": [ARM_SCOPE]}
+
+
+def credential_kwargs() -> dict[str, Any]:
+    """Keywords for an azure-identity credential the helpers build: the authority, and instance
+    discovery off where the authority is not a Microsoft cloud. (Credentials a cell builds with
+    no keywords read ``AZURE_AUTHORITY_HOST`` themselves.)"""
+    kit = current()
+    if kit.target == SANDBOX:
+        return {"authority": kit.authority_host, "disable_instance_discovery": True}
+    return kit.cloud.credential_kwargs()

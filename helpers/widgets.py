@@ -20,10 +20,10 @@ from typing import Any
 
 import ipywidgets as w
 
-from helpers import target
+from helpers import cloud, target
 from helpers.display import Rich, countdown, esc, inbox_view, table, token_view, utc
 
-ACS_SCOPE = "https://communication.azure.com/.default"
+ACS_SCOPE = cloud.ACS_SCOPE
 
 
 def personas(kit: target.Kit) -> tuple[str, ...]:
@@ -181,11 +181,9 @@ class CredentialChainExplorer(KitWidget):
     def _build(self, **excludes: bool) -> Any:
         from azure.identity import DefaultAzureCredential
 
-        if target.current().target == target.SANDBOX:
-            # A local authority is not a Microsoft cloud: skip instance discovery, as private
-            # clouds do, so a service principal's token request stays on the sandbox.
-            return DefaultAzureCredential(disable_instance_discovery=True, **excludes)
-        return DefaultAzureCredential(**excludes)
+        # The kit's cloud: on the sandbox or a private cloud the authority is not a Microsoft
+        # cloud, so instance discovery is off and a service principal's request stays there.
+        return DefaultAzureCredential(**target.credential_kwargs(), **excludes)
 
     def _run(self, scope: str, **excludes: bool) -> tuple[list[str], str | None, dict[str, str]]:
         """(chain order, credential that answered, {credential: why it did not})."""

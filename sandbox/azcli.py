@@ -9,9 +9,11 @@ refresh token kept in ``<SANDBOX_STATE_DIR>/azure-cli/`` (readable by its owner 
 
 Standard library only, and little of it: AzureCliCredential starts a new process for every
 token it needs. Supported: ``login [--use-device-code] [--tenant T]``,
+``login -u NAME -p PASSWORD`` (a user's password: no polling),
 ``login --service-principal -u APP_ID -p SECRET --tenant T`` (the real command's syntax; the
 secret is kept in the profile file, as the real CLI keeps it in service_principal_entries),
 ``logout``,
+``cloud register|set|show|list|unregister`` (sandbox/azcli_cloud.py),
 ``account show|list|clear``, ``account get-access-token [--resource R | --scope S] [--tenant T]
 [--subscription S] [--query KEY] [--output json|tsv]``, ``version``.
 """
@@ -31,6 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from sandbox import azcli_cloud
 from sandbox.config import Settings
 
 AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"  # = sandbox.world, not imported: speed
@@ -39,9 +42,10 @@ LOGIN_TENANT = "organizations"  # as the real CLI: the account's home tenant is 
 REFRESH_MARGIN = 300  # reuse a cached access token while it has more than five minutes left
 NOT_LOGGED_IN = "Please run 'az login' to set up an account."
 FLAGS = {"--use-device-code", "--allow-no-subscriptions", "--only-show-errors", "--debug",
-         "--verbose", "--all", "--help", "-h", "--version", "--service-principal"}  # fmt: skip
+         "--verbose", "--all", "--help", "-h", "--version", "--service-principal",
+         "--skip-endpoint-discovery"}  # fmt: skip
 SHORT = {"-o": "--output", "-t": "--tenant", "-s": "--subscription", "-u": "--username",
-         "-p": "--password"}  # fmt: skip
+         "-p": "--password", "-n": "--name"}  # fmt: skip
 
 
 class CliError(Exception):
@@ -81,13 +85,37 @@ def _save_profile(settings: Settings, doc: dict[str, Any]) -> None:
 
 
 def _sandbox(settings: Settings) -> dict[str, Any]:
+    """Where to sign in: the sandbox's instance document, with ``arm_url``, ``resource`` (the
+    Resource Manager audience) and ``cloud``. The built-in clouds all mean the sandbox here; a
+    registered custom cloud (``az cloud register``/``set``) means its own endpoints, which must
+    be on this machine: this az talks to nothing else."""
+    cloud = azcli_cloud.active(settings.azcli_dir)
     try:
-        return json.loads(settings.instance_file.read_text())
+        instance = json.loads(settings.instance_file.read_text())
     except (FileNotFoundError, ValueError):
-        raise CliError(
-            "The sandbox is not running (no instance.json in "
-            f"{settings.state_dir}); start it with: python -m sandbox start"
-        ) from None
+        instance = None
+    if cloud["name"] in azcli_cloud.KNOWN:
+        if instance is None:
+            raise CliError(
+                "The sandbox is not running (no instance.json in "
+                f"{settings.state_dir}); start it with: python -m sandbox start"
+            )
+        return {**instance, "arm_url": instance["https_url"], "resource": DEFAULT_RESOURCE,
+                "cloud": cloud["name"]}  # fmt: skip
+    ends = cloud["endpoints"]
+    for url in (ends["activeDirectory"], ends["resourceManager"]):
+        if not azcli_cloud.is_loopback(url):
+            raise CliError(
+                f"This az signs in to the sandbox on this machine only, not to {url} (cloud "
+                f"'{cloud['name']}'); use the real Azure CLI for that cloud."
+            )
+    return {
+        **(instance or {}),
+        "https_url": ends["activeDirectory"].rstrip("/"),
+        "arm_url": ends["resourceManager"].rstrip("/"),
+        "resource": ends["activeDirectoryResourceId"],
+        "cloud": cloud["name"],
+    }
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
@@ -101,7 +129,7 @@ def _call(
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     req.add_header("User-Agent", "azsdk-python-sandbox-az")
-    context = ssl.create_default_context(cafile=str(settings.ca_file))
+    context = ssl.create_default_context(cafile=str(settings.ca_file))  # the sandbox's only
     try:
         with urllib.request.urlopen(req, context=context, timeout=30) as resp:
             status, raw = resp.status, resp.read()
@@ -136,14 +164,14 @@ def _subscriptions(
 ) -> list[dict[str, Any]]:
     """What ``az login`` prints: the subscriptions the account can see, from Resource Manager
     when it answers, else the sandbox's own (a sign-in must not depend on another service)."""
-    status, body = _call(settings, f"{instance['https_url']}/subscriptions?api-version=2022-12-01",
+    status, body = _call(settings, f"{instance['arm_url']}/subscriptions?api-version=2022-12-01",
                          token=token)  # fmt: skip
     found = body.get("value") if status == 200 else None
     if not isinstance(found, list) or not found:
         found = [{"subscriptionId": instance.get("subscription_id"), "tenantId": tenant}]
     return [
         {
-            "cloudName": "AzureCloud",
+            "cloudName": instance["cloud"],
             "homeTenantId": tenant,
             "id": s.get("subscriptionId"),
             "isDefault": i == 0,
@@ -185,7 +213,7 @@ def login_service_principal(settings: Settings, opts: dict[str, str]) -> int:
         raise CliError("usage error: --tenant is required for a service principal login")
     instance = _sandbox(settings)
     base = instance["https_url"]
-    scope = f"{DEFAULT_RESOURCE}/.default"
+    scope = f"{instance['resource']}/.default"
     sp = {"client_id": app_id, "secret": secret}
     status, result = _client_credentials(settings, base, tenant, sp, scope)
     if status != 200 or not result.get("access_token"):
@@ -199,6 +227,7 @@ def login_service_principal(settings: Settings, opts: dict[str, str]) -> int:
         settings,
         {
             "tenant_id": home,
+            "cloud": instance["cloud"],
             "user": {"name": app_id, "type": "servicePrincipal"},
             "service_principal": sp,
             "subscriptions": subs,
@@ -211,14 +240,10 @@ def login_service_principal(settings: Settings, opts: dict[str, str]) -> int:
     return 0
 
 
-def login(settings: Settings, opts: dict[str, str]) -> int:
-    if "--service-principal" in opts:
-        return login_service_principal(settings, opts)
-    instance = _sandbox(settings)
-    base = instance["https_url"]
-    tenant = opts.get("--tenant") or LOGIN_TENANT
-    scope = f"{opts.get('--scope') or DEFAULT_RESOURCE + '/.default'}"
-    wanted = f"{scope} offline_access openid profile"
+def _device_code(settings: Settings, base: str, tenant: str, wanted: str) -> dict[str, Any]:
+    """The device-code sign-in: show the message, poll every ``interval`` until a person
+    answers (this stand-in waits first, so an approval given right after the message lands
+    before the first poll; MSAL polls first)."""
     status, flow = _call(
         settings,
         f"{base}/{urllib.parse.quote(tenant)}/oauth2/v2.0/devicecode",
@@ -245,6 +270,43 @@ def login(settings: Settings, opts: dict[str, str]) -> int:
             break
         if result.get("error") != "authorization_pending" or time.monotonic() > deadline:
             raise CliError(_aad_error(result))
+    return result
+
+
+def _password(
+    settings: Settings, base: str, tenant: str, wanted: str, opts: dict[str, str]
+) -> dict[str, Any]:
+    """``az login -u NAME -p PASSWORD``: the resource owner password grant (no prompt, no
+    polling; Microsoft advises against it, and it fails for accounts that need MFA)."""
+    status, result = _call(
+        settings,
+        f"{base}/{urllib.parse.quote(tenant)}/oauth2/v2.0/token",
+        {
+            "grant_type": "password",
+            "client_id": AZURE_CLI_CLIENT_ID,
+            "username": opts["--username"],
+            "password": opts.get("--password", ""),
+            "scope": wanted,
+            "client_info": "1",
+        },
+    )
+    if status != 200 or not result.get("access_token"):
+        raise CliError(_aad_error(result).splitlines()[0])
+    return result
+
+
+def login(settings: Settings, opts: dict[str, str]) -> int:
+    if "--service-principal" in opts:
+        return login_service_principal(settings, opts)
+    instance = _sandbox(settings)
+    base = instance["https_url"]
+    tenant = opts.get("--tenant") or LOGIN_TENANT
+    scope = f"{opts.get('--scope') or instance['resource'] + '/.default'}"
+    wanted = f"{scope} offline_access openid profile"
+    if opts.get("--username"):
+        result = _password(settings, base, tenant, wanted, opts)
+    else:
+        result = _device_code(settings, base, tenant, wanted)
     claims = _jwt_claims(result.get("id_token", "")) or _jwt_claims(result["access_token"])
     home = claims.get("tid") or tenant
     user = claims.get("preferred_username") or claims.get("upn") or "unknown"
@@ -255,6 +317,7 @@ def login(settings: Settings, opts: dict[str, str]) -> int:
         settings,
         {
             "tenant_id": home,
+            "cloud": instance["cloud"],
             "user": {"name": user, "type": "user"},
             "refresh_token": result.get("refresh_token", ""),
             "subscriptions": subs,
@@ -276,8 +339,10 @@ def logout(settings: Settings, opts: dict[str, str], quiet: bool = False) -> int
 
 
 def _signed_in(settings: Settings) -> dict[str, Any]:
+    """The sign-in of the active cloud (a sign-in belongs to the cloud it was made in)."""
     profile = _load_profile(settings)
-    if profile is None:
+    cloud = azcli_cloud.load(settings.azcli_dir)["active"]
+    if profile is None or profile.get("cloud", azcli_cloud.DEFAULT_CLOUD) != cloud:
         raise CliError(NOT_LOGGED_IN)
     return profile
 
@@ -298,10 +363,11 @@ def get_access_token(settings: Settings, opts: dict[str, str]) -> dict[str, Any]
     profile = _signed_in(settings)
     if opts.get("--resource") and opts.get("--scope"):
         raise CliError("usage error: --resource/--resource-type/--scope are mutually exclusive")
-    scope = opts.get("--scope") or (opts.get("--resource") or DEFAULT_RESOURCE) + "/.default"
+    instance = _sandbox(settings)
+    resource = opts.get("--resource") or instance["resource"]
+    scope = opts.get("--scope") or resource + "/.default"
     tenant = opts.get("--tenant") or profile["tenant_id"]
     sub = _subscription(profile, opts.get("--subscription"))
-    instance = _sandbox(settings)
     # The issuer names the sandbox's URL: a token from before a restart on another port is void.
     key = f"{instance['https_url']}|{tenant}|{scope}"
     cached = profile.get("tokens", {}).get(key)
@@ -392,11 +458,63 @@ def _emit(result: Any, opts: dict[str, str]) -> None:
 USAGE = (
     "This az is the ACS tutorial sandbox's stand-in for the Azure CLI. It supports:\n"
     "  az login [--use-device-code] [--tenant T]\n"
+    "  az login -u NAME -p PASSWORD [--tenant T]\n"
     "  az login --service-principal -u APP_ID -p SECRET --tenant T\n"
     "  az logout\n"
     "  az account show | list | clear\n"
-    "  az account get-access-token [--resource R | --scope S] [--tenant T] [--query KEY] [-o tsv]"
+    "  az account get-access-token [--resource R | --scope S] [--tenant T] [--query KEY] [-o tsv]\n"
+    "  az cloud register --name X --endpoint-resource-manager URL --endpoint-active-directory URL\n"
+    "      --endpoint-active-directory-resource-id AUDIENCE [--endpoint-... URL] [--suffix-... S]\n"
+    "  az cloud set --name X | show [--name X] | list | unregister --name X"
 )
+
+
+def _discover(settings: Settings, arm_url: str) -> dict[str, str]:
+    """A cloud's endpoints from its Resource Manager's metadata document (the sandbox's only)."""
+    if not azcli_cloud.is_loopback(arm_url):
+        raise CliError(
+            f"This az reads endpoints from the sandbox only, not {arm_url}: pass the endpoints "
+            "with --skip-endpoint-discovery."
+        )
+    status, body = _call(settings, arm_url.rstrip("/") + azcli_cloud.METADATA)
+    if status != 200:
+        raise CliError(f"Unable to get endpoints from the cloud.\nServer returned status code "
+                       f"{status} for {arm_url.rstrip('/')}{azcli_cloud.METADATA}")  # fmt: skip
+    return azcli_cloud.from_metadata(body)
+
+
+def cloud_command(settings: Settings, command: str, opts: dict[str, str]) -> int:
+    """``az cloud register|set|show|list|unregister``, as the real CLI answers them."""
+    folder = settings.azcli_dir
+    try:
+        if command == "cloud register":
+            azcli_cloud.register(folder, opts, lambda url: _discover(settings, url))
+        elif command == "cloud set":
+            lines = azcli_cloud.set_active(folder, opts.get("--name"))
+            profile = _load_profile(settings)
+            if (
+                lines
+                and profile
+                and profile.get("cloud", azcli_cloud.DEFAULT_CLOUD) == opts["--name"]
+            ):
+                sub = _subscription(profile, None)
+                lines[1:] = [
+                    f"Active subscription switched to '{sub.get('name')} ({sub.get('id')})'."
+                ]
+            for line in lines:
+                print(f"WARNING: {line}", file=sys.stderr)
+        elif command == "cloud unregister":
+            azcli_cloud.unregister(folder, opts.get("--name"))
+        elif command == "cloud show":
+            doc = azcli_cloud.load(folder)
+            _emit(azcli_cloud.describe(doc, opts.get("--name") or doc["active"]), opts)
+        elif command == "cloud list":
+            _emit(azcli_cloud.listed(folder), opts)
+        else:
+            raise CliError(f"'{command}' is misspelled or not recognized by the system.")
+    except azcli_cloud.CloudError as e:
+        raise CliError(str(e)) from None
+    return 0
 
 
 def run(argv: list[str]) -> int:
@@ -421,6 +539,8 @@ def run(argv: list[str]) -> int:
     if command == "account get-access-token":
         _emit(get_access_token(settings, opts), opts)
         return 0
+    if command.startswith("cloud "):
+        return cloud_command(settings, command, opts)
     if command in ("account show", "account list"):
         profile = _signed_in(settings)
         if command == "account list":

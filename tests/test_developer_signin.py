@@ -322,6 +322,31 @@ def test_az_login_service_principal_gives_acs_tokens(sandbox, developer, control
     assert az("account", "get-access-token").returncode == 1
 
 
+def test_az_login_with_user_name_and_password_needs_no_polling(sandbox, developer, control):
+    """``az login -u NAME -p PASSWORD`` (ROPC, the kit's catch-up path): one token request,
+    the developer signed in, the password in no output; a wrong one is Entra's AADSTS50126."""
+    who = control("GET", "/_sandbox/developer")
+    assert who["username"] == world.DEVELOPER_UPN
+    wrong = az("login", "-u", who["username"], "-p", "wrong")
+    assert wrong.returncode == 1
+    assert wrong.stderr.startswith("ERROR: AADSTS50126: Error validating credentials")
+    assert az("account", "show").returncode == 1
+    before = control.last_log_id()
+    done = az("login", "-u", who["username"], f"--password={who['password']}", check=True)
+    assert json.loads(done.stdout)[0]["user"] == {"name": world.DEVELOPER_UPN, "type": "user"}
+    assert who["password"] not in done.stdout + done.stderr
+    grants = [e for e in control.log_after(before) if e["path"].endswith("/oauth2/v2.0/token")]
+    assert [(g["credential"], g["decision"], g["caller"]) for g in grants] == [
+        ("password", "issued", world.DEVELOPER_UPN)
+    ]
+    assert who["password"] not in json.dumps(control.log_after(before))
+    token = json.loads(az("account", "get-access-token", check=True).stdout)["accessToken"]
+    assert claims_of(token)["oid"] == world.DEVELOPER_OID
+    # The password comes from the control API, to its owner only.
+    status, text = https_text(sandbox, "GET", "/_sandbox/developer")
+    assert status in (401, 403) and who["password"] not in text
+
+
 def test_az_account_commands_and_logout(sandbox, developer, control):
     assert az("account", "get-access-token").returncode == 1
     az_login(control)

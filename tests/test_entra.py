@@ -317,7 +317,11 @@ def test_client_secret_basic_is_accepted(sandbox, sp_secret):
     "fields, status, code, error",
     [
         ({}, 400, 900144, "invalid_request"),
-        ({"grant_type": "password", "client_id": CLI}, 400, 70003, "unsupported_grant_type"),
+        ({"grant_type": "implicit", "client_id": CLI}, 400, 70003, "unsupported_grant_type"),
+        ({"grant_type": "password", "client_id": CLI, "scope": ARM_SCOPE},
+         400, 900144, "invalid_request"),
+        ({"grant_type": "password", "client_id": CLI, "scope": ARM_SCOPE,
+          "username": world.DEVELOPER_UPN, "password": "wrong"}, 400, 50126, "invalid_grant"),
         ({"grant_type": "client_credentials"}, 400, 900144, "invalid_request"),
         ({"grant_type": "client_credentials", "client_id": SP, "scope": ACS_SCOPE},
          401, 7000218, "invalid_client"),

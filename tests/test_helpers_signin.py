@@ -26,9 +26,14 @@ def test_device_code_sign_in_then_the_cli_credential_works(kit, shown):
     assert repr(shown[0]) == login.message
     assert repr(login) == "<az login: waiting for sign-in>"
 
+    mark = kit.sandbox.mark()
     kit.sandbox.approve(login.code)
     login.wait(timeout=30)
     assert login.user == DEVELOPER
+    # The sandbox's az waits `interval` before it polls, so an approval given as the code
+    # appears is there at the first poll: one redemption, no authorization_pending.
+    polls = [e for e in kit.sandbox.requests_since(mark) if e.get("credential") == "device-code"]
+    assert [e["decision"] for e in polls] == ["issued"]
     assert repr(shown[-1]) == (
         f"✓ Signed in as {DEVELOPER} (subscription 'ACS tutorial subscription')."
     )

@@ -148,7 +148,11 @@ def test_make_setup_installs_the_lock_with_uv_and_checks_it_against_pyproject(tm
     (kit / ".venv" / ".installed-stamp").unlink()
     uv = _uv(tmp_path)
     plan = _make(kit, "-n", "setup").stdout
-    assert f"{uv} pip sync --quiet --python .venv/bin/python requirements-lock.txt" in plan
+    # compiled to bytecode at install, as pip does: else every kernel compiles the SDKs again
+    assert (
+        f"{uv} pip sync --quiet --compile-bytecode --python .venv/bin/python "
+        "requirements-lock.txt" in plan
+    )
     assert f"{uv} pip install --quiet --python .venv/bin/python --no-deps -e ." in plan
     assert f"{uv} pip check" in plan
     assert "cp -R jupyter-config/etc jupyter-config/share .venv/" in plan

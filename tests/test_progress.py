@@ -19,13 +19,14 @@ def _mgmt_log(kit, since):
     return [e for e in kit.sandbox.requests_since(since) if e["path"].startswith("/subscriptions")]
 
 
-def test_through_0_signs_the_developer_in_with_a_device_code(kit):
+def test_through_0_signs_the_developer_in_without_waiting_for_a_poll(kit):
     mark = kit.sandbox.mark()
     helpers.catch_up(through=0, quiet=True)
     entries = kit.sandbox.requests_since(mark)
-    assert any(
-        e.get("credential") == "device-code" and e.get("decision") == "issued" for e in entries
-    )
+    # One password grant (az login -u -p): no device code, so no poll interval to wait out.
+    grants = [e for e in entries if e["path"].endswith("/oauth2/v2.0/token")]
+    assert [(e.get("credential"), e.get("decision")) for e in grants] == [("password", "issued")]
+    assert not [e for e in entries if e["path"].endswith("/devicecode")]
     writes = [e for e in _mgmt_log(kit, mark) if e["method"] != "GET"]
     assert writes == []  # nothing of notebook 1 yet
     # the developer's az now answers
@@ -110,7 +111,7 @@ def test_catch_up_asks_az_once_per_token_not_once_per_client(kit):
         helpers.catch_up(through=2, quiet=True)  # the kit fixture signed the developer out
     words = [re.search(r"(?:^|[\s/])az\s+(\S+)\s+(\S+)", c).groups() for c in fresh]
     assert words == [
-        ("login", "--use-device-code"),  # no az profile yet: nothing to check first
+        ("login", "--username"),  # no az profile yet: nothing to check first
         ("account", "get-access-token"),  # the one token every client uses
     ], fresh
     with runs_of_az() as again:

@@ -46,6 +46,7 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
 GRANT_DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 GRANT_REFRESH_TOKEN = "refresh_token"
+GRANT_PASSWORD = "password"  # ROPC: Microsoft advises against it; `az login -u -p` still sends it
 
 TENANT_ALIASES = ("organizations", "common")  # multi-tenant endpoints; the sandbox has one tenant
 OIDC_SCOPES = ("openid", "profile", "offline_access", "email")
@@ -570,6 +571,7 @@ class Entra:
             GRANT_CLIENT_CREDENTIALS: None,
             GRANT_DEVICE_CODE: "device-code",
             GRANT_REFRESH_TOKEN: "refresh-token",
+            GRANT_PASSWORD: "password",
         }
         if grant not in credential:
             raise EntraError(
@@ -585,6 +587,8 @@ class Entra:
             return self._client_credentials(tenant, client, form, facts, v1)
         if grant == GRANT_DEVICE_CODE:
             return self._redeem_device_code(tenant, client, form, facts, v1)
+        if grant == GRANT_PASSWORD:
+            return self._redeem_password(tenant, client, form, facts, v1)
         return self._redeem_refresh_token(tenant, client, form, facts, v1)
 
     def _requested(self, tenant: Tenant, form: dict[str, str], v1: bool, app_only: bool):
@@ -832,6 +836,19 @@ class Entra:
         wanted = ScopeRequest(doc["resource"], doc["scopes"], set(doc["oidc"]))
         family = str(uuid.uuid4())
         return self._user_tokens(tenant, client, user, wanted, form, facts, family, v1)
+
+    def _redeem_password(
+        self, tenant: Tenant, client: Client, form: dict[str, str], facts: dict[str, Any], v1: bool
+    ) -> dict[str, Any]:
+        """Resource owner password credentials (ROPC): the password itself, checked as the
+        sign-in page checks it. Microsoft advises against this grant; the Azure CLI still sends
+        it for ``az login -u NAME -p PASSWORD``, and the kit's catch-up uses it as plumbing."""
+        for name in ("username", "password"):
+            if not form.get(name):
+                raise missing(name)
+        user = self.check_password(form["username"], form["password"])
+        wanted = self._requested(tenant, form, v1, app_only=False)
+        return self._user_tokens(tenant, client, user, wanted, form, facts, str(uuid.uuid4()), v1)
 
     # -- user sign-in: refresh tokens ------------------------------------------------------------
 

@@ -276,6 +276,16 @@ async def list_codes(request: Request) -> Response:
 
 
 @requires_secret
+async def developer_sign_in(request: Request) -> Response:
+    """The developer's user name and password, as ``python -m sandbox password`` prints them:
+    what the kit's catch-up signs in with (``az login -u -p``, no prompt to wait for)."""
+    secrets = world.installation_secrets(entra_of(request).store)
+    return JSONResponse(
+        {"username": world.DEVELOPER_UPN, "password": secrets["developer_password"]}
+    )
+
+
+@requires_secret
 async def federated_token(request: Request) -> Response:
     try:
         body = json.loads(await request.body() or b"{}")
@@ -308,6 +318,7 @@ def routes() -> list[BaseRoute]:
         Route("/devicelogin", devicelogin_submit, methods=["POST"]),
         Route("/error", error_page),
         Route("/_sandbox/federated-token", federated_token, methods=["POST"]),
+        Route("/_sandbox/developer", developer_sign_in),
         Route("/_sandbox/device-codes", list_codes),
         Route("/_sandbox/device-codes/{user_code}/approve", approve_code, methods=["POST"]),
         Route("/_sandbox/device-codes/{user_code}/deny", deny_code, methods=["POST"]),
