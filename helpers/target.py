@@ -33,8 +33,9 @@ _AZURE_SETTINGS: dict[str, tuple[re.Pattern[str], str]] = {
         re.compile(r"^[a-zA-Z0-9-]{1,63}$"),
         "a Communication Services resource name",
     ),
+    # A port is allowed: a private cloud's endpoint may name one (the sandbox's does).
     "ACS_ENDPOINT": (
-        re.compile(r"^https://[a-z0-9-]+\.[a-z0-9.-]+/?$"),
+        re.compile(r"^https://[a-z0-9-]+\.[a-z0-9.-]+(:[0-9]{1,5})?/?$"),
         "an https URL such as https://<resource>.communication.azure.com",
     ),
     "SMS_FROM_NUMBER": (_E164, "a phone number your resource leases, in E.164 form (+18005550100)"),

@@ -83,6 +83,8 @@ def test_a_missing_setting_is_named(azure_env, var):
         ("ACS_RESOURCE_GROUP", "bad/group"),
         ("ACS_RESOURCE_NAME", "name with spaces"),
         ("ACS_ENDPOINT", "http://my-acs.communication.azure.com"),
+        ("ACS_ENDPOINT", "https://my-acs.communication.azure.com:port/"),
+        ("ACS_ENDPOINT", "https://my-acs.communication.azure.com/path"),
         ("SMS_FROM_NUMBER", "18005550100"),
         ("SMS_TO_NUMBER", "+1 425 555 0123"),
     ],
@@ -91,6 +93,17 @@ def test_a_malformed_setting_is_named(azure_env, monkeypatch, var, bad):
     monkeypatch.setenv(var, bad)  # the shell wins over .env
     with pytest.raises(KitConfigError, match=rf"^{var} is malformed: it should be "):
         target.setup()
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["https://my-acs.unitedstates.communication.azure.com", "https://127.0.0.1:48443/",
+     "https://acs.contoso-stack.local:4443"],
+)  # fmt: skip
+def test_an_endpoint_may_name_a_port(azure_env, monkeypatch, endpoint):
+    """A private cloud's (and the sandbox's) endpoint carries a port; the kit keeps it."""
+    monkeypatch.setenv("ACS_ENDPOINT", endpoint)
+    assert target.setup().acs_endpoint == endpoint.rstrip("/") + "/"
 
 
 def test_an_unknown_target_is_named(azure_env, monkeypatch):

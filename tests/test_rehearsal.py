@@ -1,0 +1,322 @@
+"""The rehearsal: every notebook, in order, on the azure target, with the sandbox as the cloud.
+
+Nobody here has a subscription, so the Azure path is rehearsed against the sandbox playing a
+private Azure cloud (docs/custom-cloud.md). The kernel is configured the way a learner's is: only
+through a ``.env`` file (``KIT_TARGET=azure``, the cloud's three endpoints, the resource names,
+the phones, the developer's service principal, the CA bundle, ``KIT_ASSUME_YES=1``). It gets no
+persona, no ``SANDBOX_*`` variable and no control API: whatever a cell does, it does through the
+SDKs and the ``az`` on PATH, as on Azure.
+
+The harness plays the learner and nothing else: it starts the sandbox, registers and selects the
+sandbox's cloud with the kit's ``az`` (sandbox/azcli.py, on PATH as the learner's ``az``), runs
+``az login --use-device-code`` and completes it at the sign-in page with the developer's password,
+as a person would in a browser. Then it runs notebooks/NN-*.ipynb in order, each in a kernel of
+its own (a learner opening the next notebook), in a working folder that holds that ``.env``.
+
+Every cell must run without error, except those tagged ``raises-exception`` (expected refusals);
+the first cell that errors fails the test, naming the notebook, the cell and the error.
+
+Every process (the sandbox, the kernels, ``az``, the programs Run Command starts, the Function
+app) runs under tests/loopback_guard. The only refusals allowed in its log are the kernel's
+``DefaultAzureCredential`` probing the instance metadata service at 169.254.169.254, which a
+developer's laptop does on Azure too and where nothing answers: ``ManagedIdentityCredential``
+probes once per credential (no retries), and the refusal is the "nothing there" a laptop gets.
+Anything else in the log (another address, a DNS lookup, a process that is not a kernel) fails
+the test. See docs/custom-cloud.md, "Rehearsing the Azure path".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import ssl
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from sandbox import personas, world
+from tools.notebook_env import notebook_env
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+CELL_TIMEOUT = 300
+CLOUD = "KitSandboxCloud"
+AUDIENCE = "https://management.core.windows.net/"  # the audience Azure Stack Hub's ARM uses too
+IMDS_PROBE = "connect to ('169.254.169.254', 80)"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_PROMPT = re.compile(r"open the page (?P<url>\S+) and enter the code (?P<code>\S+?)\.? ")
+
+
+@dataclass
+class Learner:
+    """The learner's machine: a working folder with .env, a shell environment, an ``az``."""
+
+    folder: Path
+    env: dict[str, str]
+    sandbox: dict[str, Any]
+    guard_log: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def az(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            ["az", *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        if check:
+            assert result.returncode == 0, f"az {' '.join(args)} failed: {result.stderr}"
+        return result
+
+
+def _sandbox_env(state: Path, guard_log: Path) -> dict[str, str]:
+    return notebook_env(state, guard_log)
+
+
+def start_sandbox(state: Path, guard_log: Path) -> dict[str, Any]:
+    """The harness starts a fresh sandbox (its own state folder, free ports, under the guard)."""
+    env = _sandbox_env(state, guard_log)
+    run = [sys.executable, "-m", "sandbox"]
+    subprocess.run([*run, "start"], env=env, check=True, capture_output=True, timeout=60)
+    status = subprocess.run(
+        [*run, "status", "--json"], env=env, check=True, capture_output=True, text=True
+    )
+    return json.loads(status.stdout)
+
+
+def stop_sandbox(state: Path, guard_log: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "sandbox", "stop"],
+        env=_sandbox_env(state, guard_log),
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def learner_env(home: Path, state: Path, guard_log: Path) -> dict[str, str]:
+    """A shell with nothing of the sandbox or of anyone's credentials, the learner's ``az`` on
+    PATH, a home of its own, and the loopback guard in every Python process."""
+    drop = {*personas.CREDENTIAL_VARIABLES, "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in drop and not k.startswith(("SANDBOX_", "KIT_", "AZURE_", "ACS_", "SMS_"))
+    }
+    bin_dir = home / "bin"
+    bin_dir.mkdir(parents=True)
+    # The learner's Azure CLI: the kit's stand-in, which keeps its profile (as the real CLI keeps
+    # ~/.azure) in the sandbox's state folder: that variable is for az alone, not the kernel.
+    az = bin_dir / "az"
+    az.write_text(
+        "#!/bin/sh\n"
+        f"SANDBOX_STATE_DIR='{state}' exec '{personas.bin_dir(state) / 'az'}' \"$@\"\n"
+    )
+    az.chmod(0o700)
+    env.update(
+        HOME=str(home),
+        XDG_STATE_HOME=str(home / ".local" / "state"),
+        PATH=os.pathsep.join([str(bin_dir), os.path.dirname(sys.executable), env.get("PATH", "")]),
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(REPO / "tests" / "loopback_guard"), os.environ.get("PYTHONPATH")])
+        ),
+        KIT_LOOPBACK_GUARD_LOG=str(guard_log),
+    )
+    return env
+
+
+def developer_password(state: Path, guard_log: Path) -> tuple[str, str]:
+    """What the learner knows: the developer's name and password (``python -m sandbox password``)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "sandbox", "password"],
+        env=_sandbox_env(state, guard_log),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    found = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return found["user"].strip(), found["password"].strip()
+
+
+def sign_in_at_the_page(url: str, code: str, user: str, password: str, ca_file: str) -> None:
+    """The learner's browser: the device-code page, the code, the developer's name and password."""
+    form = urllib.parse.urlencode(
+        {"otc": code, "username": user, "password": password, "action": "approve"}
+    ).encode()
+    context = ssl.create_default_context(cafile=ca_file)
+    with urllib.request.urlopen(url, data=form, context=context, timeout=30) as page:
+        text = page.read().decode()
+    assert "You have signed in" in text, text
+
+
+def az_login(learner: Learner, user: str, password: str) -> None:
+    """``az cloud register/set`` for the sandbox's cloud, then ``az login --use-device-code``,
+    approved at the sign-in page as the learner would."""
+    sandbox = learner.sandbox
+    learner.az(
+        "cloud", "register", "--name", CLOUD,
+        "--endpoint-resource-manager", sandbox["arm_url"] + "/",
+        "--endpoint-active-directory", sandbox["authority_host"],
+        "--endpoint-active-directory-resource-id", AUDIENCE,
+    )  # fmt: skip
+    learner.az("cloud", "set", "--name", CLOUD)
+    login = subprocess.Popen(
+        ["az", "login", "--use-device-code"],
+        env=learner.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        message = login.stderr.readline()
+        found = _PROMPT.search(message)
+        assert found, f"az login showed no code: {message!r}"
+        sign_in_at_the_page(found["url"], found["code"], user, password, sandbox["ca_bundle"])
+        out, err = login.communicate(timeout=60)
+    finally:
+        if login.poll() is None:
+            login.kill()
+    assert login.returncode == 0, f"az login failed: {err}"
+    assert json.loads(out)[0]["user"]["name"] == user
+
+
+def service_principal_secret(state: Path) -> str:
+    """The developer's service principal's secret, as ``az ad sp create-for-rbac`` would have
+    printed it to the learner once: read from the sandbox's own store, not its control API."""
+    from sandbox.config import Settings
+    from sandbox.state import open_store
+
+    store = open_store(Settings.from_env(state))
+    try:
+        return world.installation_secrets(store)["sp_secret"]
+    finally:
+        store.close()
+
+
+def dotenv(sandbox: dict[str, Any], sp_secret: str) -> dict[str, str]:
+    """The learner's .env for the sandbox as a private cloud (docs/custom-cloud.md)."""
+    return {
+        "KIT_TARGET": "azure",
+        "AZURE_AUTHORITY_HOST": sandbox["authority_host"],
+        "AZURE_ARM_ENDPOINT": sandbox["arm_url"],
+        "AZURE_ARM_AUDIENCE": AUDIENCE,
+        "REQUESTS_CA_BUNDLE": sandbox["ca_bundle"],
+        "SSL_CERT_FILE": sandbox["ca_bundle"],
+        "AZURE_SUBSCRIPTION_ID": sandbox["subscription_id"],
+        "ACS_RESOURCE_GROUP": sandbox["resource_group"],
+        "ACS_RESOURCE_NAME": sandbox["acs_resource_id"].rsplit("/", 1)[-1],
+        "ACS_ENDPOINT": sandbox["acs_endpoint"],
+        "SMS_FROM_NUMBER": sandbox["sender_numbers"][0],
+        "SMS_TO_NUMBER": ",".join(sandbox["learner_phones"][:2]),
+        "VM_NAME": "vm-tutorial",
+        "FUNC_APP_NAME": "func-tutorial",
+        "KIT_SP_TENANT_ID": sandbox["tenant_id"],
+        "KIT_SP_CLIENT_ID": world.SP_CLIENT_ID,
+        "KIT_SP_CLIENT_SECRET": sp_secret,
+        "KIT_ASSUME_YES": "1",
+    }
+
+
+@dataclass
+class CellFailure:
+    notebook: str
+    index: int
+    source: str
+    error: str
+
+    def __str__(self) -> str:
+        first = self.source.strip().splitlines()[0] if self.source.strip() else ""
+        return f"{self.notebook}, cell {self.index} ({first!r}):\n{self.error}"
+
+
+def run_notebook(path: Path, learner: Learner) -> tuple[CellFailure | None, dict[int, list[str]]]:
+    """Run one notebook in a kernel of its own in the learner's folder. Returns the first cell
+    that failed (or None) and, per cell index, the guard refusals that cell caused."""
+    nb = nbformat.read(path, as_version=4)
+    refusals: dict[int, list[str]] = {}
+    current = {"index": -1, "seen": _guard_lines(learner.guard_log)}
+
+    def started(cell: Any, cell_index: int, **_: Any) -> None:
+        current["index"] = cell_index
+
+    def executed(cell: Any, cell_index: int, **_: Any) -> None:
+        lines = _guard_lines(learner.guard_log)
+        new = lines[len(current["seen"]) :]
+        current["seen"] = lines
+        if new:
+            refusals[cell_index] = new
+
+    client = NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(learner.folder)}},
+        on_cell_execute=started,
+        on_cell_executed=executed,
+    )
+    try:
+        client.execute(env=learner.env)
+    except CellExecutionError as e:
+        index = current["index"]
+        executed(None, index)
+        trace = _ANSI.sub("", str(e)).strip().splitlines()
+        error = "\n".join(trace[-25:])
+        return CellFailure(path.name, index, nb.cells[index].source, error), refusals
+    return None, refusals
+
+
+def _guard_lines(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def only_imds_probes(lines: list[str]) -> list[str]:
+    """The refusals that are not a kernel's probe of the instance metadata service."""
+    return [line for line in lines if line.split(" ", 1)[-1] != IMDS_PROBE]
+
+
+def rehearse(tmp: Path) -> tuple[Learner, list[tuple[str, float]], dict[str, dict[int, list]]]:
+    """Set up the learner, run every notebook; returns the learner, the time each took, and
+    the guard refusals per notebook and cell. Raises AssertionError at the first failing cell."""
+    state, guard_log = tmp / "sandbox-state", tmp / "non-loopback.log"
+    started = time.monotonic()
+    sandbox = start_sandbox(state, guard_log)
+    learner = Learner(tmp / "kit", learner_env(tmp / "home", state, guard_log), sandbox, guard_log)
+    learner.folder.mkdir()
+    try:
+        user, password = developer_password(state, guard_log)
+        az_login(learner, user, password)
+        settings = dotenv(sandbox, service_principal_secret(state))
+        (learner.folder / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        learner.timings["sign-in"] = time.monotonic() - started
+        times, refusals = [], {}
+        for notebook in NOTEBOOKS:
+            began = time.monotonic()
+            failure, refused = run_notebook(notebook, learner)
+            times.append((notebook.stem, time.monotonic() - began))
+            refusals[notebook.stem] = refused
+            if failure is not None:
+                raise AssertionError(f"the Azure path fails in {failure}")
+        return learner, times, refusals
+    finally:
+        stop_sandbox(state, guard_log)
+
+
+def test_every_notebook_runs_on_the_azure_path(tmp_path: Path):
+    started = time.monotonic()
+    learner, times, refusals = rehearse(tmp_path)
+    elapsed = time.monotonic() - started
+    print(f"rehearsal: {elapsed:.1f} s;", ", ".join(f"{n} {t:.1f} s" for n, t in times))
+    lines = _guard_lines(learner.guard_log)
+    assert only_imds_probes(lines) == [], "a request tried to leave 127.0.0.1:\n" + "\n".join(lines)
+    probes = {(nb, cell) for nb, cells in refusals.items() for cell in cells}
+    print("IMDS probes refused in", sorted(probes))
