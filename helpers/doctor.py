@@ -184,7 +184,8 @@ def check_sandbox(status: dict[str, Any] | None, in_kernel: bool) -> list[Check]
 
 
 def check_azure(credential_factory: Any = None) -> list[Check]:
-    """On Azure: the settings, the ACS endpoint's TLS answer, and a credential that works."""
+    """On Azure: the settings, the ACS endpoint's TLS answer, and your sign-in (a Resource
+    Manager token in .env's cloud)."""
     try:
         kit = target._azure_kit()
     except target.KitConfigError as e:
@@ -201,13 +202,19 @@ def check_azure(credential_factory: Any = None) -> list[Check]:
         )
     else:
         checks.append(Check(True, f"ACS endpoint {kit.acs_endpoint} answers over TLS"))
-    checks.append(check_credential(credential_factory))
+    # Your sign-in is checked for what this kernel does with it: Resource Manager's steps.
+    # Azure CLI sign-ins cannot get Communication Services tokens (AADSTS65002, notebook 3):
+    # those come from the hosts' managed identities.
+    checks.append(check_credential(credential_factory, scope=kit.cloud.arm_scope))
     return checks
 
 
 def check_credential(credential_factory: Any = None, scope: str = ACS_SCOPE) -> Check:
-    """DefaultAzureCredential (or the given factory's credential) can get a token for ACS."""
+    """DefaultAzureCredential (or the given factory's credential) can get a token for ``scope``:
+    Communication Services by default, or Resource Manager (any other scope)."""
     from azure.core.exceptions import ClientAuthenticationError
+
+    api = "Communication Services" if scope == ACS_SCOPE else "Resource Manager"
 
     if credential_factory is None:  # in .env's cloud (a private authority: no discovery)
         from azure.identity import DefaultAzureCredential
@@ -227,10 +234,10 @@ def check_credential(credential_factory: Any = None, scope: str = ACS_SCOPE) -> 
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         return Check(
             False,
-            f"no credential could get a token for ACS ({first})",
+            f"no credential could get a token for {api} ({first})",
             "run `az login` in a terminal (or set the variables of a service principal).",
         )
-    return Check(True, "a credential gets tokens for Communication Services")
+    return Check(True, f"a credential gets tokens for {api}")
 
 
 # -- the report ---------------------------------------------------------------------------------

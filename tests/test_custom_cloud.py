@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.identity import ClientSecretCredential
+from azure.identity import AzureCliCredential, ClientSecretCredential
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.communication import CommunicationServiceManagementClient
 from real_az import RealAz, ensure_cli
@@ -274,3 +274,37 @@ def test_doctor_checks_the_credential_in_the_custom_cloud(custom_cloud, control,
     monkeypatch.setenv("AZURE_CLIENT_SECRET", secret)
     check = check_credential()
     assert check.ok is True, check
+
+
+def test_doctor_checks_your_sign_in_for_resource_manager(custom_cloud, sandbox, monkeypatch):
+    """On Azure the doctor checks the sign-in this kernel uses (the developer's `az login`) for
+    what it is used for: Resource Manager in .env's cloud. An Azure CLI sign-in gets no
+    Communication Services token (AADSTS65002, notebook 3), so asking for one failed every
+    learner signed in the documented way."""
+    from test_developer_signin import developer_password
+
+    from helpers.doctor import check_azure
+
+    monkeypatch.setenv("ACS_ENDPOINT", sandbox["acs_endpoint"])  # https://127.0.0.1:PORT/
+    monkeypatch.setenv("SANDBOX_STATE_DIR", sandbox["state_dir"])  # the az stand-in's profile
+    monkeypatch.setenv(
+        "PATH", f"{personas.bin_dir(Path(sandbox['state_dir']))}:{os.environ['PATH']}"
+    )
+    shutil.rmtree(Path(sandbox["state_dir"]) / "azure-cli", ignore_errors=True)
+    try:
+        for args in (
+            ("cloud", "register", "--name", "KitCloud",
+             "--endpoint-resource-manager", sandbox["arm_url"] + "/",
+             "--endpoint-active-directory", sandbox["authority_host"],
+             "--endpoint-active-directory-resource-id", AUDIENCE),
+            ("cloud", "set", "--name", "KitCloud"),
+            ("login", "-u", world.DEVELOPER_UPN, "-p", developer_password(sandbox)),
+        ):  # fmt: skip
+            done = _sandbox_az(sandbox, *args)
+            assert done.returncode == 0, done.stderr
+        checks = check_azure(AzureCliCredential)
+        assert [c.ok for c in checks] == [True, True, True], checks
+        assert checks[1].text == f"ACS endpoint {sandbox['acs_endpoint']} answers over TLS"
+        assert checks[2].text == "a credential gets tokens for Resource Manager"
+    finally:
+        shutil.rmtree(Path(sandbox["state_dir"]) / "azure-cli", ignore_errors=True)

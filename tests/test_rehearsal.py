@@ -52,7 +52,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 CELL_TIMEOUT = 300
 CLOUD = "KitSandboxCloud"
 AUDIENCE = "https://management.core.windows.net/"  # the audience Azure Stack Hub's ARM uses too
-IMDS_PROBE = "connect to ('169.254.169.254', 80)"
+# A refused lookup of the address (the guard refuses getaddrinfo first) or connect to it.
+IMDS_PROBES = {"DNS lookup of '169.254.169.254'", "connect to ('169.254.169.254', 80)"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _PROMPT = re.compile(r"open the page (?P<url>\S+) and enter the code (?P<code>\S+?)\.? ")
 
@@ -115,8 +116,7 @@ def learner_env(home: Path, state: Path, guard_log: Path) -> dict[str, str]:
     # ~/.azure) in the sandbox's state folder: that variable is for az alone, not the kernel.
     az = bin_dir / "az"
     az.write_text(
-        "#!/bin/sh\n"
-        f"SANDBOX_STATE_DIR='{state}' exec '{personas.bin_dir(state) / 'az'}' \"$@\"\n"
+        f"#!/bin/sh\nSANDBOX_STATE_DIR='{state}' exec '{personas.bin_dir(state) / 'az'}' \"$@\"\n"
     )
     az.chmod(0o700)
     env.update(
@@ -134,7 +134,7 @@ def learner_env(home: Path, state: Path, guard_log: Path) -> dict[str, str]:
 
 
 def developer_password(state: Path, guard_log: Path) -> tuple[str, str]:
-    """What the learner knows: the developer's name and password (``python -m sandbox password``)."""
+    """What the learner knows: the developer's name and password (``sandbox password``)."""
     out = subprocess.run(
         [sys.executable, "-m", "sandbox", "password"],
         env=_sandbox_env(state, guard_log),
@@ -272,7 +272,30 @@ def run_notebook(path: Path, learner: Learner) -> tuple[CellFailure | None, dict
         trace = _ANSI.sub("", str(e)).strip().splitlines()
         error = "\n".join(trace[-25:])
         return CellFailure(path.name, index, nb.cells[index].source, error), refusals
+    finally:
+        if os.environ.get("KIT_REHEARSAL_KEEP"):  # a folder, for a person reading the outputs
+            nbformat.write(nb, Path(os.environ["KIT_REHEARSAL_KEEP"]) / path.name)
+    for index, cell in enumerate(nb.cells):
+        said = [line for line in _text_lines(cell) if line.lstrip().startswith(_WRONG)]
+        if said:
+            return CellFailure(path.name, index, cell.source, "\n".join(said)), refusals
     return None, refusals
+
+
+# What a cell prints when something it did went wrong without raising: a self-check or the
+# doctor grading ✗, a confirmation declined (KIT_ASSUME_YES=1 must answer it), a helper that
+# could not reach or read something.
+_WRONG = ("✗", "Skipped: ", "Could not ")
+
+
+def _text_lines(cell: Any) -> list[str]:
+    """The text a code cell showed: its streams and the plain-text form of its results."""
+    lines: list[str] = []
+    for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+        text = output.get("text") if output.output_type == "stream" else None
+        text = text or output.get("data", {}).get("text/plain", "")
+        lines += _ANSI.sub("", text).splitlines()
+    return lines
 
 
 def _guard_lines(log: Path) -> list[str]:
@@ -281,7 +304,7 @@ def _guard_lines(log: Path) -> list[str]:
 
 def only_imds_probes(lines: list[str]) -> list[str]:
     """The refusals that are not a kernel's probe of the instance metadata service."""
-    return [line for line in lines if line.split(" ", 1)[-1] != IMDS_PROBE]
+    return [line for line in lines if line.split(" ", 1)[-1] not in IMDS_PROBES]
 
 
 def rehearse(tmp: Path) -> tuple[Learner, list[tuple[str, float]], dict[str, dict[int, list]]]:
