@@ -369,3 +369,27 @@ def test_a_cell_that_says_something_went_wrong_fails():
     assert [line for line in _text_lines(cell) if line.lstrip().startswith(_WRONG)] == [
         "  ✗ not signed in"
     ]
+
+
+def test_notebook_credentials_skip_instance_discovery_where_the_kit_says():
+    """A credential a notebook builds skips MSAL's instance discovery for the sandbox's and a
+    private cloud's authority (``kit.private_authority``), not for "the sandbox" only: on a
+    private cloud, discovery asks login.microsoftonline.com about an authority it cannot know.
+    (Notebook 7's recorded-user step is not reached by the rehearsal: only the sandbox's
+    widgets record users.)"""
+    import jupytext
+
+    sources = sorted((REPO / "tools" / "notebooks").glob("[0-9][0-9]-*.md"))
+    code = {
+        (path.name, cell.source)
+        for path in sources
+        for cell in jupytext.read(path).cells
+        if cell.cell_type == "code"
+    }
+    found = {
+        (name, value.strip())
+        for name, source in code
+        for value in re.findall(r"disable_instance_discovery=([^,)\n]+)", source)
+    }
+    assert found, "no notebook builds a credential with disable_instance_discovery"
+    assert {v for _, v in found} <= {"private_authority", "kit.private_authority"}, found
