@@ -34,8 +34,9 @@ API_VERSIONS = {VM_TYPE: "2024-07-01", FUNC_TYPE: "2023-12-01"}
 
 def steps(kit: target.Kit) -> dict[int, str]:
     """What each notebook leaves behind, for the message catch_up prints."""
+    sandbox = "the sandbox runs and " if kit.target == target.SANDBOX else ""
     return {
-        0: "the sandbox runs and the developer is signed in (az login)",
+        0: f"{sandbox}the developer is signed in (az login)",
         1: f"system-assigned identities on {kit.vm_name} and {kit.func_app_name}; "
         f"{UAI_NAME} created and attached to {kit.func_app_name}",
         2: f"'{ROLE_NAME}' on {kit.acs_name} for those three identities",
@@ -274,7 +275,7 @@ def catch_up(through: int, quiet: bool = False) -> str:
     if kit.target != target.SANDBOX:
         message = (
             "azure target: catch_up changes nothing in your subscription. Make sure you have "
-            f"done notebooks 0-{through} first (" + "; ".join(done) + ")."
+            f"done notebook{f's 0-{through}' if through else ' 0'} first (" + "; ".join(done) + ")."
         )
     else:
         with target.acting_as("developer"):

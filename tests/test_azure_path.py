@@ -82,6 +82,15 @@ def test_hosts_come_from_env(azure):
     assert kit.summary()["VM"] == "vm-contoso-01"
 
 
+def test_catch_up_on_azure_names_what_you_did_not_the_sandbox(azure):
+    azure()
+    assert progress.catch_up(through=0, quiet=True) == (
+        "azure target: catch_up changes nothing in your subscription. Make sure you have done "
+        "notebook 0 first (the developer is signed in (az login))."
+    )
+    assert "sandbox" not in progress.catch_up(through=2, quiet=True)
+
+
 @pytest.mark.parametrize(
     ("var", "bad"), [("VM_NAME", "vm with spaces"), ("FUNC_APP_NAME", "func_underscore")]
 )
