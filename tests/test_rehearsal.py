@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -179,16 +181,19 @@ def az_login(learner: Learner, user: str, password: str) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    said: queue.Queue[str] = queue.Queue()  # az's stderr, line by line, never blocking us
+    threading.Thread(target=lambda: [said.put(x) for x in login.stderr], daemon=True).start()
     try:
-        message = login.stderr.readline()
+        message = said.get(timeout=30)
         found = _PROMPT.search(message)
         assert found, f"az login showed no code: {message!r}"
         sign_in_at_the_page(found["url"], found["code"], user, password, sandbox["ca_bundle"])
-        out, err = login.communicate(timeout=60)
+        login.wait(timeout=60)
+        out = login.stdout.read()
     finally:
         if login.poll() is None:
             login.kill()
-    assert login.returncode == 0, f"az login failed: {err}"
+    assert login.returncode == 0, f"az login failed: {''.join(said.queue)}"
     assert json.loads(out)[0]["user"]["name"] == user
 
 
