@@ -237,11 +237,13 @@ def dotenv(sandbox: dict[str, Any], sp_secret: str) -> dict[str, str]:
 @dataclass
 class CellFailure:
     notebook: str
-    index: int
+    index: int | None  # None: the notebook as a whole
     source: str
     error: str
 
     def __str__(self) -> str:
+        if self.index is None:
+            return f"{self.notebook}: {self.error}"
         first = self.source.strip().splitlines()[0] if self.source.strip() else ""
         return f"{self.notebook}, cell {self.index} ({first!r}):\n{self.error}"
 
@@ -285,7 +287,39 @@ def run_notebook(path: Path, learner: Learner) -> CellFailure | None:
         said = [line for line in _text_lines(cell) if line.lstrip().startswith(_WRONG)]
         if said:
             return CellFailure(path.name, index, cell.source, "\n".join(said))
+    shown = "\n".join(line for cell in nb.cells for line in _text_lines(cell))
+    missing = [fact for fact in SHOWN.get(path.stem[:2], []) if fact not in shown]
+    if missing:
+        return CellFailure(path.name, None, "", f"it never showed {missing}")
     return None
+
+
+# What each notebook is there to show, as it prints it on the Azure path: code meant for the VM
+# or the Function app ran there, as that host's identity (its principal id, a token whose
+# xms_mirid names it), never as the learner; the self-checks grade from what Azure shows. A
+# notebook that printed something else (False, the learner's own sign-in) fails the rehearsal
+# even though no cell raised.
+SHOWN = {
+    "00": ["Set-up: all correct"],
+    "01": ["oid is the VM's principalId: True", "Managed identities: all correct"],
+    "02": [
+        "created an ACS user: True",
+        "allowed: func-tutorial created 8:acs:",
+        "Role assignments on acs-tutorial: all correct",
+    ],
+    "03": [
+        "DefaultAzureCredential acquired a token from AzureCliCredential",
+        "DefaultAzureCredential acquired a token from EnvironmentCredential",
+        "/providers/Microsoft.Compute/virtualMachines/vm-tutorial>",
+        "xms_mirid ends with func-tutorial",
+        "called ACS as id-acs-tutorial",
+        "DefaultAzureCredential acquired a token from ManagedIdentityCredential",
+    ],
+    "04": ["tokens revoked", "the managed identity still works", "async: created and deleted"],
+    "05": ["successful: True status: 202", "accepted: True"],
+    "06": ["fixed", "Identity not found", "sent: True"],
+    "07": ["Clean-up: all correct"],
+}
 
 
 # What a cell prints when something it did went wrong without raising: a self-check or the
