@@ -3,6 +3,7 @@ is refused with a KitConfigError that names it."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 
@@ -41,7 +42,9 @@ def azure_env(monkeypatch: pytest.MonkeyPatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     shutil.copy(EXAMPLE, tmp_path / ".env")
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    yield tmp_path
+    for var in (*ALL, "VM_NAME", "FUNC_APP_NAME"):  # load_dotenv wrote .env's values: not
+        os.environ.pop(var, None)  # for later tests (a custom cloud's .env would not win)
 
 
 def test_every_setting_is_documented_with_a_comment():
