@@ -22,7 +22,7 @@ from sandbox.arm.models import ArmError, ResourceManager, Scope
 SITE_TYPE = "Microsoft.Web/sites"
 _SUB_RE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Web/sites/"
-    r"(?P<name>[^/]+)/(?P<rest>config/web|publishxml)/?$",
+    r"(?P<name>[^/]+)/(?P<rest>config/web|config/appsettings/list|publishxml)/?$",
     re.I,
 )
 
@@ -92,6 +92,14 @@ def serve(rm: ResourceManager, method: str, path: str) -> Response | None:
     scope = Scope(m.group("sub"), m.group("rg"), SITE_TYPE, m.group("name"))
     rest = m.group("rest").lower()
     wanted = "GET" if rest == "config/web" else "POST"
+    if rest == "config/appsettings/list":
+        if method != wanted:
+            raise ArmError(
+                405,
+                "MethodNotAllowed",
+                f"The requested resource does not support http method '{method}'.",
+            )
+        return JSONResponse(rm.site_app_settings(scope))
     if method != wanted:
         raise ArmError(
             405,
