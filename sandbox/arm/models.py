@@ -479,6 +479,28 @@ class ResourceManager:
             "properties": dict(host.get("app_settings") or {}),
         }
 
+    def put_site_app_settings(self, scope: Scope, body: Any) -> dict[str, Any]:
+        """PUT …/sites/{name}/config/appsettings: replaces every app setting (UpdateApplication
+        Settings); answers as the list does."""
+        self.authorize(scope.id, "Microsoft.Web/sites/config/Write")
+        props = body.get("properties") if isinstance(body, dict) else None
+        if not isinstance(props, dict):
+            raise _invalid_content("the body needs a 'properties' object of strings")
+        with self.store.transaction():
+            _, host = self._find(scope)
+            if host is None:
+                raise self._not_found(scope)
+            host["app_settings"] = {str(k): str(v) for k, v in props.items()}
+            self.store.put("host", host["name"], host)
+        self.operation = "Microsoft.Web/sites/config/Write"
+        return {
+            "id": f"{host['resource_id']}/config/appsettings",
+            "name": "appsettings",
+            "type": "Microsoft.Web/sites/config",
+            "location": host["location"],
+            "properties": dict(host["app_settings"]),
+        }
+
     # -- resources stored as given (sandbox/arm/resources.py) --------------------------------
 
     def put_generic(self, scope: Scope, body: Any) -> tuple[int, dict[str, Any]]:

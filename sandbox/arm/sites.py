@@ -22,7 +22,7 @@ from sandbox.arm.models import ArmError, ResourceManager, Scope
 SITE_TYPE = "Microsoft.Web/sites"
 _SUB_RE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Web/sites/"
-    r"(?P<name>[^/]+)/(?P<rest>config/web|config/appsettings/list|publishxml)/?$",
+    r"(?P<name>[^/]+)/(?P<rest>config/web|config/appsettings/list|config/appsettings|publishxml)/?$",
     re.I,
 )
 
@@ -84,7 +84,7 @@ def is_site_subresource(path: str) -> bool:
     return _SUB_RE.match(path) is not None
 
 
-def serve(rm: ResourceManager, method: str, path: str) -> Response | None:
+def serve(rm: ResourceManager, method: str, path: str, body: Any = None) -> Response | None:
     """The answer for a site sub-resource path, or None when ``path`` is not one."""
     m = _SUB_RE.match(path)
     if not m:
@@ -92,6 +92,14 @@ def serve(rm: ResourceManager, method: str, path: str) -> Response | None:
     scope = Scope(m.group("sub"), m.group("rg"), SITE_TYPE, m.group("name"))
     rest = m.group("rest").lower()
     wanted = "GET" if rest == "config/web" else "POST"
+    if rest == "config/appsettings":
+        if method != "PUT":
+            raise ArmError(
+                405,
+                "MethodNotAllowed",
+                f"The requested resource does not support http method '{method}'.",
+            )
+        return JSONResponse(rm.put_site_app_settings(scope, body))
     if rest == "config/appsettings/list":
         if method != wanted:
             raise ArmError(
