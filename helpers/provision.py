@@ -277,17 +277,19 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
             rules.append(
                 {
                     "name": "ssh-from-you",
-                    "protocol": "Tcp",
-                    "source_address_prefix": s.ssh_from,
-                    "source_port_range": "*",
-                    "destination_address_prefix": "*",
-                    "destination_port_range": "22",
-                    "access": "Allow",
-                    "priority": 1000,
-                    "direction": "Inbound",
+                    "properties": {
+                        "protocol": "Tcp",
+                        "sourceAddressPrefix": s.ssh_from,
+                        "sourcePortRange": "*",
+                        "destinationAddressPrefix": "*",
+                        "destinationPortRange": "22",
+                        "access": "Allow",
+                        "priority": 1000,
+                        "direction": "Inbound",
+                    },
                 }
             )
-        return {"location": loc, "security_rules": rules}
+        return {"location": loc, "properties": {"securityRules": rules}}
 
     def uai_id() -> str:
         return done["uai"].id
@@ -297,41 +299,47 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
             "location": loc,
             "identity": {
                 "type": "SystemAssigned, UserAssigned",
-                "user_assigned_identities": {uai_id(): {}},
+                "userAssignedIdentities": {uai_id(): {}},
             },
-            "hardware_profile": {"vm_size": s.vm_size},
-            "storage_profile": {
-                "image_reference": UBUNTU,
-                "os_disk": {
-                    "create_option": "FromImage",
-                    "managed_disk": {"storage_account_type": "Standard_LRS"},
-                    "delete_option": "Delete",
-                },
-            },
-            "os_profile": {
-                "computer_name": s.vm_name[:15],
-                "admin_username": ADMIN_USER,
-                "linux_configuration": {
-                    "disable_password_authentication": True,
-                    "ssh": {
-                        "public_keys": [
-                            {
-                                "path": f"/home/{ADMIN_USER}/.ssh/authorized_keys",
-                                "key_data": ssh_key,
-                            }
-                        ]
+            "properties": {
+                "hardwareProfile": {"vmSize": s.vm_size},
+                "storageProfile": {
+                    "imageReference": UBUNTU,
+                    "osDisk": {
+                        "createOption": "FromImage",
+                        "managedDisk": {"storageAccountType": "Standard_LRS"},
+                        "deleteOption": "Delete",
                     },
                 },
-            },
-            "network_profile": {
-                "network_interfaces": [
-                    {"id": done["nic"].id, "primary": True, "delete_option": "Delete"}
-                ]
+                "osProfile": {
+                    "computerName": s.vm_name[:15],
+                    "adminUsername": ADMIN_USER,
+                    "linuxConfiguration": {
+                        "disablePasswordAuthentication": True,
+                        "ssh": {
+                            "publicKeys": [
+                                {
+                                    "path": f"/home/{ADMIN_USER}/.ssh/authorized_keys",
+                                    "keyData": ssh_key,
+                                }
+                            ]
+                        },
+                    },
+                },
+                "networkProfile": {
+                    "networkInterfaces": [
+                        {
+                            "id": done["nic"].id,
+                            "properties": {"primary": True, "deleteOption": "Delete"},
+                        }
+                    ]
+                },
             },
         }
 
     def site_body() -> dict[str, Any]:
-        key = c.storage.storage_accounts.list_keys(g, s.storage_name).keys[0].value
+        # The result is a Mapping too: its .keys is the mapping method, so index by name.
+        key = c.storage.storage_accounts.list_keys(g, s.storage_name)["keys"][0]["value"]
         storage = (
             f"DefaultEndpointsProtocol=https;AccountName={s.storage_name};AccountKey={key};"
             "EndpointSuffix=core.windows.net"
@@ -348,18 +356,20 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
         return {
             "location": loc,
             "kind": "functionapp,linux",
-            "reserved": True,
-            "https_only": True,
-            "server_farm_id": done["plan"].id,
             "identity": {
                 "type": "SystemAssigned, UserAssigned",
-                "user_assigned_identities": {uai_id(): {}},
+                "userAssignedIdentities": {uai_id(): {}},
             },
-            "site_config": {
-                "linux_fx_version": f"Python|{PYTHON_VERSION}",
-                "ftps_state": "Disabled",
-                "min_tls_version": "1.2",
-                "app_settings": [{"name": k, "value": v} for k, v in settings.items()],
+            "properties": {
+                "reserved": True,
+                "httpsOnly": True,
+                "serverFarmId": done["plan"].id,
+                "siteConfig": {
+                    "linuxFxVersion": f"Python|{PYTHON_VERSION}",
+                    "ftpsState": "Disabled",
+                    "minTlsVersion": "1.2",
+                    "appSettings": [{"name": k, "value": v} for k, v in settings.items()],
+                },
             },
         }
 
@@ -377,7 +387,9 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
             s.acs_name,
             lambda: c.acs.communication_services.get(g, s.acs_name),
             lambda: c.acs.communication_services.begin_create_or_update(
-                g, s.acs_name, {"location": "global", "data_location": s.data_location}
+                g,
+                s.acs_name,
+                {"location": "global", "properties": {"dataLocation": s.data_location}},
             ).result(),
         ),
         Step(
@@ -408,14 +420,18 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
                 n["vnet"],
                 {
                     "location": loc,
-                    "address_space": {"address_prefixes": ["10.0.0.0/16"]},
-                    "subnets": [
-                        {
-                            "name": n["subnet"],
-                            "address_prefix": "10.0.0.0/24",
-                            "network_security_group": {"id": done["nsg"].id},
-                        }
-                    ],
+                    "properties": {
+                        "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+                        "subnets": [
+                            {
+                                "name": n["subnet"],
+                                "properties": {
+                                    "addressPrefix": "10.0.0.0/24",
+                                    "networkSecurityGroup": {"id": done["nsg"].id},
+                                },
+                            }
+                        ],
+                    },
                 },
             ).result(),
         ),
@@ -429,13 +445,17 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
                 n["nic"],
                 {
                     "location": loc,
-                    "ip_configurations": [
-                        {
-                            "name": "ipconfig1",
-                            "subnet": {"id": done["vnet"].subnets[0].id},
-                            "private_ip_allocation_method": "Dynamic",
-                        }
-                    ],
+                    "properties": {
+                        "ipConfigurations": [
+                            {
+                                "name": "ipconfig1",
+                                "properties": {
+                                    "subnet": {"id": done["vnet"].subnets[0].id},
+                                    "privateIPAllocationMethod": "Dynamic",
+                                },
+                            }
+                        ]
+                    },
                 },
             ).result(),
         ),
@@ -460,8 +480,7 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
                     "location": loc,
                     "kind": "StorageV2",
                     "sku": {"name": "Standard_LRS"},
-                    "minimum_tls_version": "TLS1_2",
-                    "allow_blob_public_access": False,
+                    "properties": {"minimumTlsVersion": "TLS1_2", "allowBlobPublicAccess": False},
                 },
             ).result(),
         ),
@@ -476,8 +495,8 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
                 {
                     "location": loc,
                     "kind": "functionapp",
-                    "reserved": True,
                     "sku": {"name": "Y1", "tier": "Dynamic"},
+                    "properties": {"reserved": True},
                 },
             ).result(),
         ),

@@ -425,7 +425,9 @@ class ResourceManager:
             self._store_host_properties(host, body)
             self._apply_identity(host, body.get("identity"), merge=False)
             self.store.put("host", name, host)
-        return 201, self.host_view(host)
+        # WebApps_CreateOrUpdate answers 200 or 202 (its spec), VirtualMachines_CreateOrUpdate
+        # 200 or 201: a finished create is 200 for a site, 201 for a VM.
+        return (201 if rtype == VM_TYPE else 200), self.host_view(host)
 
     def _store_host_properties(self, host: dict[str, Any], body: dict[str, Any]) -> None:
         """As given, less what Azure never returns (a VM's admin password and custom data; a
@@ -526,7 +528,7 @@ class ResourceManager:
             except resources.Invalid as e:
                 raise ArmError(e.status, e.code, e.message, e.target) from None
             self.store.put("arm_resource", rid.lower(), doc)
-        return (200 if old else 201), resources.view(doc)
+        return (200 if old else resources.SPECS[rtype.lower()].created), resources.view(doc)
 
     def delete_generic(self, scope: Scope) -> bool:
         rtype = self._canonical_type(scope)

@@ -226,6 +226,7 @@ class TypeSpec:
     check: Callable[[dict[str, Any], str], None] | None
     fill: Callable[[dict[str, Any]], None]
     etag: bool  # Network resources carry an etag at the top level
+    created: int = 201  # the status of a create: the spec's PUT answers 200/201, or 200/202
 
 
 SPECS: dict[str, TypeSpec] = {
@@ -235,8 +236,10 @@ SPECS: dict[str, TypeSpec] = {
         TypeSpec(NSG_TYPE, None, _fill_nsg, True),
         TypeSpec(PIP_TYPE, None, _fill_pip, True),
         TypeSpec(NIC_TYPE, _check_nic, _fill_nic, True),
-        TypeSpec(STORAGE_TYPE, _check_storage, _fill_storage, False),
-        TypeSpec(PLAN_TYPE, None, _fill_plan, False),
+        # StorageAccounts_Create and AppServicePlans_CreateOrUpdate answer 200 or 202 (their
+        # specs); finished at once, 200.
+        TypeSpec(STORAGE_TYPE, _check_storage, _fill_storage, False, 200),
+        TypeSpec(PLAN_TYPE, None, _fill_plan, False, 200),
     )
 }
 

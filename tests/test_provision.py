@@ -1,0 +1,175 @@
+"""``python -m helpers.provision`` from an empty resource group, as a learner runs it.
+
+The sandbox starts with its resource group empty (``reset --empty``), the developer signs in with
+``az``, and the command runs in a folder whose ``.env`` names the resources, answering its
+question through ``KIT_ASSUME_YES=1``. Then every resource is read back through the management
+SDKs, a second run must create nothing, and the new VM's identity endpoint must hand out a token
+that names that VM.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from helpers_kit import sign_in
+
+import helpers
+from sandbox import world
+
+ENV_FILE = """\
+KIT_TARGET=sandbox
+ACS_RESOURCE_GROUP=rg-acs-tutorial
+ACS_RESOURCE_NAME=acs-tutorial
+AZURE_LOCATION=eastus
+VM_NAME=vm-rehearsal
+FUNC_APP_NAME=func-rehearsal
+UAI_NAME=id-acs-tutorial
+SMS_FROM_NUMBER=+18005550100
+"""
+
+
+def _provision(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, KIT_ASSUME_YES="1", HOME=str(folder / "home"))
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.provision", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def empty_world(kit: Any, control: Any, tmp_path: Path):
+    """The seeded tenant with an empty resource group, the developer signed in, a learner's
+    folder with .env; the seeded world again afterwards."""
+    control("POST", "/_sandbox/reset?empty=1")
+    sign_in(kit)
+    (tmp_path / "home").mkdir()
+    (tmp_path / ".env").write_text(ENV_FILE)
+    yield tmp_path
+    control.reset()
+
+
+def _clients(kit: Any) -> dict[str, Any]:
+    from azure.identity import DefaultAzureCredential
+    from azure.mgmt.communication import CommunicationServiceManagementClient
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.msi import ManagedServiceIdentityClient
+    from azure.mgmt.network import NetworkManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+    from azure.mgmt.storage import StorageManagementClient
+    from azure.mgmt.web import WebSiteManagementClient
+
+    cred = DefaultAzureCredential()
+    args = (cred, kit.subscription_id)
+    kw = helpers.mgmt_client_kwargs()
+    return {
+        "rm": ResourceManagementClient(*args, **kw),
+        "acs": CommunicationServiceManagementClient(*args, **kw),
+        "msi": ManagedServiceIdentityClient(*args, **kw),
+        "net": NetworkManagementClient(*args, **kw),
+        "compute": ComputeManagementClient(*args, **kw),
+        "storage": StorageManagementClient(*args, **kw),
+        "web": WebSiteManagementClient(*args, **kw),
+    }
+
+
+def test_provision_creates_the_world_once(empty_world: Path, kit: Any, sandbox: dict) -> None:
+    c = _clients(kit)
+    rg = world.RESOURCE_GROUP
+    assert [r.name for r in c["rm"].resources.list_by_resource_group(rg)] == []
+
+    first = _provision(empty_world)
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert "Created 9:" in first.stdout  # all but the group, which exists
+    assert "Toll-free number" in first.stdout and "US$2 a month" in first.stdout
+    assert "Phone numbers > Get" in first.stdout
+    assert "ACS_ENDPOINT=https://" in first.stdout
+
+    acs = c["acs"].communication_services.get(rg, "acs-tutorial")
+    assert acs.provisioning_state == "Succeeded" and acs.data_location == "United States"
+    uai = c["msi"].user_assigned_identities.get(rg, "id-acs-tutorial")
+    nsg = c["net"].network_security_groups.get(rg, "vm-rehearsal-nsg")
+    assert nsg.security_rules == []  # no inbound SSH from the internet
+    vnet = c["net"].virtual_networks.get(rg, "vm-rehearsal-vnet")
+    assert vnet.address_space.address_prefixes == ["10.0.0.0/16"]
+    assert vnet.subnets[0].network_security_group.id == nsg.id
+    nic = c["net"].network_interfaces.get(rg, "vm-rehearsal-nic")
+    assert nic.ip_configurations[0].subnet.id == vnet.subnets[0].id
+    assert nic.ip_configurations[0].public_ip_address is None
+    vm = c["compute"].virtual_machines.get(rg, "vm-rehearsal")
+    assert vm.provisioning_state == "Succeeded"
+    assert vm.hardware_profile.vm_size == "Standard_B1s"
+    assert vm.storage_profile.image_reference.offer == "ubuntu-24_04-lts"
+    linux = vm.os_profile.linux_configuration
+    assert linux.disable_password_authentication is True
+    assert linux.ssh.public_keys[0].key_data.startswith("ssh-rsa ")
+    assert vm.os_profile.admin_password is None
+    assert vm.network_profile.network_interfaces[0].id == nic.id
+    assert vm.identity.type == "SystemAssigned, UserAssigned"
+    assert list(vm.identity.user_assigned_identities) == [uai.id]
+    assert (empty_world / "home" / ".ssh" / "vm-rehearsal_rsa").stat().st_mode & 0o077 == 0
+
+    accounts = list(c["storage"].storage_accounts.list_by_resource_group(rg))
+    assert [a.kind for a in accounts] == ["StorageV2"] and accounts[0].sku.name == "Standard_LRS"
+    plan = c["web"].app_service_plans.get(rg, "func-rehearsal-plan")
+    assert plan.sku.name == "Y1" and plan.reserved is True
+    site = c["web"].web_apps.get(rg, "func-rehearsal")
+    assert site.kind == "functionapp,linux" and site.server_farm_id == plan.id
+    assert site.identity.type == "SystemAssigned, UserAssigned"
+    assert list(site.identity.user_assigned_identities) == [uai.id]
+    settings = c["web"].web_apps.list_application_settings(rg, "func-rehearsal").properties
+    assert settings["ACS_ENDPOINT"] == f"https://{acs.host_name}/"
+    assert settings["SMS_FROM_NUMBER"] == "+18005550100"
+    assert settings["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert f"AccountName={accounts[0].name};" in settings["AzureWebJobsStorage"]
+
+    again = _provision(empty_world)
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert "nothing to create" in again.stdout and "Creating" not in again.stdout
+    assert len(list(c["rm"].resources.list_by_resource_group(rg))) == 9
+
+    # The new VM is a host like the seeded ones: its identity endpoint names it.
+    from azure.identity import ManagedIdentityCredential
+
+    with helpers.acting_as("vm-tutorial"):
+        host = os.environ["AZURE_POD_IDENTITY_AUTHORITY_HOST"]
+        os.environ["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = host.replace(
+            "/hosts/vm-tutorial", "/hosts/vm-rehearsal"
+        )
+        token = ManagedIdentityCredential().get_token("https://communication.azure.com/.default")
+    claims = jwt.decode(token.token, options={"verify_signature": False})
+    assert claims["xms_mirid"].lower() == vm.id.lower()
+    assert claims["oid"] == vm.identity.principal_id
+
+
+def test_provision_refuses_without_yes(empty_world: Path, kit: Any) -> None:
+    env = dict(os.environ, HOME=str(empty_world / "home"))
+    env.pop("KIT_ASSUME_YES", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "helpers.provision"],
+        cwd=empty_world,
+        env=env,
+        input="\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "Nothing was created." in done.stdout
+    c = _clients(kit)
+    assert list(c["rm"].resources.list_by_resource_group(world.RESOURCE_GROUP)) == []
+
+
+def test_provision_names_a_malformed_setting(empty_world: Path) -> None:
+    (empty_world / ".env").write_text(ENV_FILE + "VM_SIZE=Standard B1s\n")
+    done = _provision(empty_world)
+    assert done.returncode == 2
+    assert "VM_SIZE is malformed" in done.stderr and "Traceback" not in done.stderr
