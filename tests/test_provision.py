@@ -9,6 +9,7 @@ that names that VM.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -173,3 +174,81 @@ def test_provision_names_a_malformed_setting(empty_world: Path) -> None:
     done = _provision(empty_world)
     assert done.returncode == 2
     assert "VM_SIZE is malformed" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- Resource Manager's checks on the new types (sandbox/arm/resources.py) -------------------
+
+
+@pytest.fixture
+def dev_token(sandbox: dict, control: Any, fresh: Any) -> str:
+    from tests.test_arm import MGMT_SCOPE, developer_credential
+
+    return developer_credential(sandbox, control).get_token(MGMT_SCOPE).token
+
+
+def _arm(sandbox: dict, token: str, method: str, path: str, version: str, body: Any = None):
+    from conftest import https_json
+
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    return https_json(sandbox, method, f"{path}?api-version={version}", data=data, headers=headers)
+
+
+NIC = f"{world.GROUP_SCOPE}/providers/Microsoft.Network/networkInterfaces/nic-x"
+
+
+def test_a_type_refuses_an_api_version_its_provider_lacks(sandbox: dict, dev_token: str) -> None:
+    status, body = _arm(sandbox, dev_token, "PUT", NIC, "2019-01-01", {"location": "eastus"})
+    assert status == 400
+    assert body["error"]["code"] == "NoRegisteredProviderFound"
+    assert "for type 'networkInterfaces'" in body["error"]["message"]
+    assert "2026-03-01" in body["error"]["message"]  # what azure-mgmt-network sends
+
+
+def test_a_tracked_resource_needs_a_location(sandbox: dict, dev_token: str) -> None:
+    status, body = _arm(sandbox, dev_token, "PUT", NIC, "2026-03-01", {"properties": {}})
+    assert (status, body["error"]["code"]) == (400, "LocationRequired")
+
+
+def test_a_nic_needs_a_subnet_and_nothing_is_stored(sandbox: dict, dev_token: str) -> None:
+    given = {"location": "eastus", "properties": {"ipConfigurations": [{"name": "ip1"}]}}
+    status, body = _arm(sandbox, dev_token, "PUT", NIC, "2026-03-01", given)
+    assert status == 400
+    assert body["error"]["message"] == (
+        f"Subnet reference is required for ipconfiguration {NIC}/ipConfigurations/ip1."
+    )
+    status, _ = _arm(sandbox, dev_token, "GET", NIC, "2026-03-01")
+    assert status == 404
+
+
+def test_a_vm_created_from_an_image_needs_an_os_profile(sandbox: dict, dev_token: str) -> None:
+    vm = f"{world.GROUP_SCOPE}/providers/Microsoft.Compute/virtualMachines/vm-x"
+    given = {
+        "location": "eastus",
+        "properties": {"storageProfile": {"imageReference": {"offer": "ubuntu-24_04-lts"}}},
+    }
+    status, body = _arm(sandbox, dev_token, "PUT", vm, "2026-04-01", given)
+    assert status == 400
+    assert body["error"] == {
+        "code": "InvalidParameter",
+        "message": "Required parameter 'osProfile' is missing (null).",
+        "target": "osProfile",
+    }
+
+
+def test_groups_are_created_checked_and_deleted_with_what_they_hold(
+    sandbox: dict, dev_token: str
+) -> None:
+    group = f"{world.SUBSCRIPTION_SCOPE}/resourceGroups/rg-scratch"
+    assert _arm(sandbox, dev_token, "HEAD", group, "2025-04-01")[0] == 404
+    status, body = _arm(sandbox, dev_token, "PUT", group, "2025-04-01", {"location": "westus"})
+    assert status == 201 and body["properties"]["provisioningState"] == "Succeeded"
+    assert _arm(sandbox, dev_token, "PUT", group, "2025-04-01", {"location": "westus"})[0] == 200
+    assert _arm(sandbox, dev_token, "HEAD", group, "2025-04-01")[0] == 204
+    nsg = f"{group}/providers/Microsoft.Network/networkSecurityGroups/nsg-x"
+    status, body = _arm(sandbox, dev_token, "PUT", nsg, "2026-03-01", {"location": "westus"})
+    assert status == 201 and body["properties"]["provisioningState"] == "Succeeded"
+    assert body["properties"]["securityRules"] == [] and body["etag"].startswith('W/"')
+    assert _arm(sandbox, dev_token, "DELETE", group, "2025-04-01")[0] == 200
+    assert _arm(sandbox, dev_token, "HEAD", group, "2025-04-01")[0] == 404
+    assert _arm(sandbox, dev_token, "GET", nsg, "2026-03-01")[0] == 404

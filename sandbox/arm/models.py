@@ -1284,15 +1284,19 @@ def _check_vm(body: dict[str, Any]) -> None:
     our choice, by the same pattern."""
     props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
     storage = props.get("storageProfile")
-    needed = ["storageProfile"]
-    if isinstance(storage, dict) and storage.get("imageReference"):
-        needed.append("osProfile")
-    needed.append("networkProfile")
-    for part in needed:
-        if not isinstance(props.get(part), dict):
-            raise ArmError(
-                400, "InvalidParameter", f"Required parameter '{part}' is missing (null).", part
-            )
+    missing = None
+    if not isinstance(storage, dict):
+        missing = "storageProfile"
+    elif not storage.get("imageReference") and not isinstance(storage.get("osDisk"), dict):
+        missing = "osDisk"  # no image to start from: the OS disk must be given
+    elif storage.get("imageReference") and not isinstance(props.get("osProfile"), dict):
+        missing = "osProfile"
+    elif not isinstance(props.get("networkProfile"), dict):
+        missing = "networkProfile"
+    if missing:
+        raise ArmError(
+            400, "InvalidParameter", f"Required parameter '{missing}' is missing (null).", missing
+        )
 
 
 def _hex(guid: str) -> str:
