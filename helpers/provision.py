@@ -64,6 +64,12 @@ COSTS = [
         "stop (deallocate) it between sessions: then only its disk is billed",
     ),
     (
+        "Public IP (only with --public-ip)",
+        "billed per hour while it exists: see azure.microsoft.com/pricing/details/ip-addresses "
+        "(no checked figure here)",
+        "",
+    ),
+    (
         "Function app on the Consumption plan",
         "billed per execution and memory-time, with a monthly free grant: see "
         "azure.microsoft.com/pricing/details/functions (no checked figure here)",
@@ -117,6 +123,7 @@ class Settings:
     storage_name: str = ""
     sms_from: str = ""
     ssh_from: str = ""  # a CIDR allowed to reach port 22; empty: no inbound rule
+    public_ip: bool = False  # outbound through a public IP instead of default outbound access
     names: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,6 +138,7 @@ class Settings:
             "vnet": f"{vm}-vnet",
             "subnet": "default",
             "nic": f"{vm}-nic",
+            "pip": f"{vm}-ip",
             "plan": f"{self.func_name}-plan",
         }
 
@@ -145,7 +153,7 @@ def _env(name: str, default: str) -> str:
     return value
 
 
-def read_settings(subscription_id: str, ssh_from: str = "") -> Settings:
+def read_settings(subscription_id: str, ssh_from: str = "", public_ip: bool = False) -> Settings:
     return Settings(
         subscription_id=subscription_id,
         group=_env("ACS_RESOURCE_GROUP", "rg-acs-tutorial"),
@@ -159,6 +167,7 @@ def read_settings(subscription_id: str, ssh_from: str = "") -> Settings:
         storage_name=_env("STORAGE_ACCOUNT_NAME", ""),
         sms_from=_env("SMS_FROM_NUMBER", ""),
         ssh_from=ssh_from,
+        public_ip=public_ip,
     )
 
 
@@ -428,6 +437,10 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
                                 "properties": {
                                     "addressPrefix": "10.0.0.0/24",
                                     "networkSecurityGroup": {"id": done["nsg"].id},
+                                    # Since Network API 2025-07-01 a new subnet is private (no
+                                    # outbound internet) unless told; the VM needs outbound
+                                    # HTTPS for Run Command's results, pip and ACS.
+                                    "defaultOutboundAccess": not s.public_ip,
                                 },
                             }
                         ],
@@ -436,8 +449,23 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
             ).result(),
         ),
         Step(
+            "pip",
+            "public IP (Standard, static; no inbound rule allows anything)",
+            n["pip"],
+            lambda: c.network.public_ip_addresses.get(g, n["pip"]),
+            lambda: c.network.public_ip_addresses.begin_create_or_update(
+                g,
+                n["pip"],
+                {
+                    "location": loc,
+                    "sku": {"name": "Standard"},
+                    "properties": {"publicIPAllocationMethod": "Static"},
+                },
+            ).result(),
+        ),
+        Step(
             "nic",
-            "network interface (no public IP)",
+            "network interface" + (" with the public IP" if s.public_ip else " (no public IP)"),
             n["nic"],
             lambda: c.network.network_interfaces.get(g, n["nic"]),
             lambda: c.network.network_interfaces.begin_create_or_update(
@@ -452,6 +480,11 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
                                 "properties": {
                                     "subnet": {"id": done["vnet"].subnets[0].id},
                                     "privateIPAllocationMethod": "Dynamic",
+                                    **(
+                                        {"publicIPAddress": {"id": done["pip"].id}}
+                                        if s.public_ip
+                                        else {}
+                                    ),
                                 },
                             }
                         ]
@@ -508,7 +541,7 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
             lambda: c.web.web_apps.begin_create_or_update(g, s.func_name, site_body()).result(),
         ),
     ]
-    return out
+    return [st for st in out if st.key != "pip" or s.public_ip]
 
 
 def acs_endpoint(resource: Any) -> str:
@@ -594,6 +627,12 @@ def run(argv: list[str] | None = None) -> int:
         metavar="CIDR",
         help="allow SSH to the VM from this address range (default: no inbound rule)",
     )
+    parser.add_argument(
+        "--public-ip",
+        action="store_true",
+        help="give the VM a public IP for its outbound traffic instead of the subnet's default "
+        "outbound access (billed; see docs/real-azure.md)",
+    )
     args = parser.parse_args(argv)
     from helpers.target import _load_dotenv
 
@@ -601,7 +640,7 @@ def run(argv: list[str] | None = None) -> int:
     from azure.identity import DefaultAzureCredential
 
     kwargs = _client_kwargs()
-    s = read_settings(_subscription(), args.ssh_from)
+    s = read_settings(_subscription(), args.ssh_from, args.public_ip)
     credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
     c = Clients(credential, s.subscription_id, kwargs)
     done: dict[str, Any] = {}

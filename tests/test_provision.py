@@ -103,6 +103,8 @@ def test_provision_creates_the_world_once(empty_world: Path, kit: Any, sandbox: 
     vnet = c["net"].virtual_networks.get(rg, "vm-rehearsal-vnet")
     assert vnet.address_space.address_prefixes == ["10.0.0.0/16"]
     assert vnet.subnets[0].network_security_group.id == nsg.id
+    # New subnets are private since Network API 2025-07-01: outbound (Run Command, pip) asked for.
+    assert vnet.subnets[0].default_outbound_access is True
     nic = c["net"].network_interfaces.get(rg, "vm-rehearsal-nic")
     assert nic.ip_configurations[0].subnet.id == vnet.subnets[0].id
     assert nic.ip_configurations[0].public_ip_address is None
@@ -252,3 +254,20 @@ def test_groups_are_created_checked_and_deleted_with_what_they_hold(
     assert _arm(sandbox, dev_token, "DELETE", group, "2025-04-01")[0] == 200
     assert _arm(sandbox, dev_token, "HEAD", group, "2025-04-01")[0] == 404
     assert _arm(sandbox, dev_token, "GET", nsg, "2026-03-01")[0] == 404
+
+
+def test_provision_with_a_public_ip(empty_world: Path, kit: Any) -> None:
+    done = _provision(empty_world, "--public-ip", "--ssh-from", "203.0.113.0/24")
+    assert done.returncode == 0, done.stderr + done.stdout
+    c = _clients(kit)
+    rg = world.RESOURCE_GROUP
+    pip = c["net"].public_ip_addresses.get(rg, "vm-rehearsal-ip")
+    assert pip.sku.name == "Standard" and pip.public_ip_allocation_method == "Static"
+    nic = c["net"].network_interfaces.get(rg, "vm-rehearsal-nic")
+    assert nic.ip_configurations[0].public_ip_address.id == pip.id
+    vnet = c["net"].virtual_networks.get(rg, "vm-rehearsal-vnet")
+    assert vnet.subnets[0].default_outbound_access is False
+    rules = c["net"].network_security_groups.get(rg, "vm-rehearsal-nsg").security_rules
+    assert [(r.destination_port_range, r.source_address_prefix) for r in rules] == [
+        ("22", "203.0.113.0/24")
+    ]
