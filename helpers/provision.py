@@ -551,11 +551,13 @@ def acs_endpoint(resource: Any) -> str:
 # -- the command -------------------------------------------------------------------------------
 
 
-def _client_kwargs() -> dict[str, Any]:
-    """The kit's management keywords: on the sandbox its URL, on a custom cloud its endpoints.
+def _client_kwargs() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(management client keywords, credential keywords) for the kit's target and cloud.
 
-    ``helpers.setup()`` needs settings that exist only after provisioning (ACS_ENDPOINT, the
-    phone numbers); without them on Azure the defaults stand, as ``mgmt_client_kwargs`` says."""
+    On the sandbox, ``helpers.setup()`` and ``helpers.mgmt_client_kwargs()``. On Azure the same
+    when ``.env`` is complete; before provisioning it cannot be (no ACS_ENDPOINT or phone numbers
+    yet), and then the cloud ``.env`` names (helpers/cloud.py, where the kit has it) decide, so
+    a sovereign or private cloud is never mistaken for the public one."""
     import helpers
     from helpers import target
 
@@ -565,8 +567,17 @@ def _client_kwargs() -> dict[str, Any]:
     except target.KitConfigError:
         if chosen == target.SANDBOX:
             raise
-        return {}
-    return helpers.mgmt_client_kwargs()
+    else:
+        cred = getattr(target, "credential_kwargs", None)
+        if chosen == target.SANDBOX:
+            return helpers.mgmt_client_kwargs(), {}
+        return helpers.mgmt_client_kwargs(), (cred() if cred else {})
+    try:
+        from helpers import cloud  # type: ignore[attr-defined]
+    except ImportError:
+        return {}, {}  # this kit knows only the public cloud, whose defaults the SDKs have
+    found = cloud.from_env()
+    return found.mgmt_kwargs(), found.credential_kwargs()
 
 
 def _subscription() -> str:
@@ -639,9 +650,9 @@ def run(argv: list[str] | None = None) -> int:
     _load_dotenv()
     from azure.identity import DefaultAzureCredential
 
-    kwargs = _client_kwargs()
+    kwargs, cred_kwargs = _client_kwargs()
     s = read_settings(_subscription(), args.ssh_from, args.public_ip)
-    credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    credential = DefaultAzureCredential(exclude_interactive_browser_credential=True, **cred_kwargs)
     c = Clients(credential, s.subscription_id, kwargs)
     done: dict[str, Any] = {}
     plan = steps(c, s, "", done)
