@@ -305,6 +305,18 @@ def seed(store: Store, *, empty: bool = False) -> None:
                 },
             )
         if empty:
+            # The numbers a learner would buy in the portal (which the sandbox has no stand-in
+            # for): they go to the ACS resource created under the seeded name in the seeded
+            # group (sandbox/arm/models.py ``put_acs``).
+            store.put(
+                "phone_inventory",
+                ACS_NAME,
+                {
+                    "group": RESOURCE_GROUP,
+                    "sender_numbers": list(SENDER_NUMBERS),
+                    "learner_phones": list(LEARNER_PHONES),
+                },
+            )
             return
         store.put(
             "acs_resource",

@@ -83,7 +83,9 @@ def _clients(kit: Any) -> dict[str, Any]:
     }
 
 
-def test_provision_creates_the_world_once(empty_world: Path, kit: Any, sandbox: dict) -> None:
+def test_provision_creates_the_world_once(
+    empty_world: Path, kit: Any, sandbox: dict, control: Any
+) -> None:
     c = _clients(kit)
     rg = world.RESOURCE_GROUP
     assert [r.name for r in c["rm"].resources.list_by_resource_group(rg)] == []
@@ -97,6 +99,8 @@ def test_provision_creates_the_world_once(empty_world: Path, kit: Any, sandbox: 
 
     acs = c["acs"].communication_services.get(rg, "acs-tutorial")
     assert acs.provisioning_state == "Succeeded" and acs.data_location == "United States"
+    # The sandbox's stand-in for the number bought in the portal (sandbox/FIDELITY.md).
+    assert control("GET", "/_sandbox/info")["sender_numbers"] == world.SENDER_NUMBERS
     uai = c["msi"].user_assigned_identities.get(rg, "id-acs-tutorial")
     nsg = c["net"].network_security_groups.get(rg, "vm-rehearsal-nsg")
     assert nsg.security_rules == []  # no inbound SSH from the internet

@@ -1211,6 +1211,12 @@ class ResourceManager:
             if not data_location or not isinstance(data_location, str):
                 raise _invalid_content("'properties.dataLocation' is required")
             name = scope.name or ""
+            # After ``reset --empty``: the seeded numbers, as if bought in the portal.
+            numbers = self.store.get("phone_inventory", name) or {}
+            if str(numbers.get("group", "")).lower() != group["name"].lower():
+                numbers = {}
+            else:
+                self.store.delete("phone_inventory", name)
             doc = {
                 "name": name,
                 "id": f"{group['id']}/providers/{ACS_TYPE}/{name}",
@@ -1222,8 +1228,8 @@ class ResourceManager:
                     "primaryKey": world.new_access_key(),
                     "secondaryKey": world.new_access_key(),
                 },
-                "sender_numbers": [],
-                "learner_phones": [],
+                "sender_numbers": list(numbers.get("sender_numbers", [])),
+                "learner_phones": list(numbers.get("learner_phones", [])),
             }
             self.store.put("acs_resource", name, doc)
         return 201, self.acs_view(doc)
