@@ -275,3 +275,30 @@ def test_provision_with_a_public_ip(empty_world: Path, kit: Any) -> None:
     assert [(r.destination_port_range, r.source_address_prefix) for r in rules] == [
         ("22", "203.0.113.0/24")
     ]
+
+
+VM_BODY = {
+    "location": "eastus",
+    "identity": {"type": "SystemAssigned"},
+    "properties": {
+        "hardwareProfile": {"vmSize": "Standard_B1s"},
+        "storageProfile": {"imageReference": {"offer": "ubuntu-24_04-lts"}},
+        "osProfile": {"computerName": "x", "adminUsername": "a", "adminPassword": "Never-Shown-1"},
+        "networkProfile": {"networkInterfaces": []},
+    },
+}
+
+
+def test_a_created_vm_is_a_host_until_deleted(sandbox: dict, dev_token: str) -> None:
+    vm = f"{world.GROUP_SCOPE}/providers/Microsoft.Compute/virtualMachines/vm-extra"
+    status, body = _arm(sandbox, dev_token, "PUT", vm, "2026-04-01", VM_BODY)
+    assert status == 201 and body["properties"]["provisioningState"] == "Succeeded"
+    assert "adminPassword" not in body["properties"]["osProfile"]
+    assert body["identity"]["type"] == "SystemAssigned" and body["identity"]["principalId"]
+    # Hosts are keyed by name: a VM cannot take the seeded Function app's name.
+    clash = vm.replace("vm-extra", "func-tutorial")
+    status, body = _arm(sandbox, dev_token, "PUT", clash, "2026-04-01", VM_BODY)
+    assert (status, body["error"]["code"]) == (409, "Conflict")
+    assert _arm(sandbox, dev_token, "DELETE", vm, "2026-04-01")[0] == 200
+    assert _arm(sandbox, dev_token, "GET", vm, "2026-04-01")[0] == 404
+    assert _arm(sandbox, dev_token, "DELETE", vm, "2026-04-01")[0] == 204
