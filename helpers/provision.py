@@ -13,9 +13,10 @@ It prints the plan and what it costs, asks first (no by default; ``KIT_ASSUME_YE
 yes), creates only what is missing (a second run creates nothing), and prints the ``.env`` lines
 to add. It assigns no role: the notebooks teach that. It buys no phone number: it says how.
 
-It signs in as you (``DefaultAzureCredential``: ``az login``) and takes the management clients'
-keywords from ``helpers.mgmt_client_kwargs()``, so the same command runs against the sandbox
-(``KIT_TARGET=sandbox``) and any cloud the kit is configured for. See docs/real-azure.md.
+It signs in as you (``DefaultAzureCredential`` without its managed-identity step: ``az
+login``) and takes the management clients' keywords from ``helpers.mgmt_client_kwargs()``, so
+the same command runs against the sandbox (``KIT_TARGET=sandbox``) and any cloud the kit is
+configured for. See docs/real-azure.md.
 """
 
 from __future__ import annotations
@@ -652,7 +653,13 @@ def run(argv: list[str] | None = None) -> int:
 
     kwargs, cred_kwargs = _client_kwargs()
     s = read_settings(_subscription(), args.ssh_from, args.public_ip)
-    credential = DefaultAzureCredential(exclude_interactive_browser_credential=True, **cred_kwargs)
+    # You, not a machine: no managed identity (on a laptop its probe would only wait, and on
+    # the rehearsal it would try to leave the sandbox).
+    credential = DefaultAzureCredential(
+        exclude_interactive_browser_credential=True,
+        exclude_managed_identity_credential=True,
+        **cred_kwargs,
+    )
     c = Clients(credential, s.subscription_id, kwargs)
     done: dict[str, Any] = {}
     plan = steps(c, s, "", done)
