@@ -36,7 +36,15 @@ SMS_FROM_NUMBER=+18005550100
 
 
 def _provision(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, KIT_ASSUME_YES="1", HOME=str(folder / "home"))
+    """The command in the learner's folder, on the session's sandbox (named explicitly: with
+    HOME moved, a missing SANDBOX_STATE_DIR would start another sandbox there)."""
+    state_dir = (folder / "sandbox-state-dir").read_text()
+    env = dict(
+        os.environ,
+        KIT_ASSUME_YES="1",
+        HOME=str(folder / "home"),
+        SANDBOX_STATE_DIR=state_dir,
+    )
     return subprocess.run(
         [sys.executable, "-m", "helpers.provision", *args],
         cwd=folder,
@@ -48,13 +56,14 @@ def _provision(folder: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def empty_world(kit: Any, control: Any, tmp_path: Path):
+def empty_world(kit: Any, control: Any, sandbox: dict, tmp_path: Path):
     """The seeded tenant with an empty resource group, the developer signed in, a learner's
     folder with .env; the seeded world again afterwards."""
     control("POST", "/_sandbox/reset?empty=1")
     sign_in(kit)
     (tmp_path / "home").mkdir()
     (tmp_path / ".env").write_text(ENV_FILE)
+    (tmp_path / "sandbox-state-dir").write_text(sandbox["state_dir"])
     yield tmp_path
     control.reset()
 
@@ -95,7 +104,7 @@ def test_provision_creates_the_world_once(
     assert "Created 9:" in first.stdout  # all but the group, which exists
     assert "Toll-free number" in first.stdout and "US$2 a month" in first.stdout
     assert "Phone numbers > Get" in first.stdout
-    assert "ACS_ENDPOINT=https://" in first.stdout
+    assert f"ACS_ENDPOINT={kit.acs_endpoint}" in first.stdout  # this sandbox, no other
 
     acs = c["acs"].communication_services.get(rg, "acs-tutorial")
     assert acs.provisioning_state == "Succeeded" and acs.data_location == "United States"
@@ -159,7 +168,8 @@ def test_provision_creates_the_world_once(
 
 
 def test_provision_refuses_without_yes(empty_world: Path, kit: Any) -> None:
-    env = dict(os.environ, HOME=str(empty_world / "home"))
+    state_dir = (empty_world / "sandbox-state-dir").read_text()
+    env = dict(os.environ, HOME=str(empty_world / "home"), SANDBOX_STATE_DIR=state_dir)
     env.pop("KIT_ASSUME_YES", None)
     done = subprocess.run(
         [sys.executable, "-m", "helpers.provision"],
