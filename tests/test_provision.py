@@ -21,6 +21,7 @@ import pytest
 from helpers_kit import sign_in
 
 import helpers
+from helpers import provision
 from sandbox import world
 
 ENV_FILE = """\
@@ -35,12 +36,28 @@ SMS_FROM_NUMBER=+18005550100
 """
 
 
+# What .env names: the shell must not (a value set there wins over .env, as for a learner).
+KIT_VARIABLES = (
+    "KIT_TARGET",
+    "AZURE_SUBSCRIPTION_ID",
+    "ACS_ENDPOINT",
+    "SMS_TO_NUMBER",
+    *provision._NAME_RULES,
+)
+
+
+def _learner_shell() -> dict[str, str]:
+    """This process's environment (the developer persona) less the kit's settings, which other
+    tests may have left in it."""
+    return {k: v for k, v in os.environ.items() if k not in KIT_VARIABLES}
+
+
 def _provision(folder: Path, *args: str) -> subprocess.CompletedProcess:
     """The command in the learner's folder, on the session's sandbox (named explicitly: with
     HOME moved, a missing SANDBOX_STATE_DIR would start another sandbox there)."""
     state_dir = (folder / "sandbox-state-dir").read_text()
     env = dict(
-        os.environ,
+        _learner_shell(),
         KIT_ASSUME_YES="1",
         HOME=str(folder / "home"),
         SANDBOX_STATE_DIR=state_dir,
@@ -169,7 +186,7 @@ def test_provision_creates_the_world_once(
 
 def test_provision_refuses_without_yes(empty_world: Path, kit: Any) -> None:
     state_dir = (empty_world / "sandbox-state-dir").read_text()
-    env = dict(os.environ, HOME=str(empty_world / "home"), SANDBOX_STATE_DIR=state_dir)
+    env = dict(_learner_shell(), HOME=str(empty_world / "home"), SANDBOX_STATE_DIR=state_dir)
     env.pop("KIT_ASSUME_YES", None)
     done = subprocess.run(
         [sys.executable, "-m", "helpers.provision"],
