@@ -6,7 +6,8 @@ user-assigned identity ``UAI_NAME`` [id-acs-tutorial], a small Linux VM ``VM_NAM
 [vm-tutorial] with its network (virtual network, subnet, network security group with no inbound
 rule, network interface, no public IP), and a Linux Consumption Function app ``FUNC_APP_NAME``
 [func-tutorial] (Python, its plan and storage account, app settings ``ACS_ENDPOINT`` and
-``SMS_FROM_NUMBER``, a system-assigned identity plus the user-assigned one). Location:
+``SMS_FROM_NUMBER``). The hosts get no managed identity: notebook 1 teaches enabling them (and
+attaching the user-assigned one to the Function app), as the sandbox's hosts start. Location:
 ``AZURE_LOCATION`` [eastus]; VM size: ``VM_SIZE`` [Standard_B1s].
 
 It prints the plan and what it costs, asks first (no by default; ``KIT_ASSUME_YES=1`` answers
@@ -30,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ASSUME_YES = "KIT_ASSUME_YES"
+from helpers.confirm import _YES, _ask, assume_yes
+
 UBUNTU = {
     "publisher": "Canonical",
     "offer": "ubuntu-24_04-lts",
@@ -176,17 +178,14 @@ def read_settings(subscription_id: str, ssh_from: str = "", public_ip: bool = Fa
 
 
 def confirm(question: str) -> bool:
-    """Ask with "no" as the default; ``KIT_ASSUME_YES=1`` answers yes. (A minimal stand-in for
-    ``helpers.confirm``, which answers yes on the sandbox without asking: provisioning asks on
-    every target, because the plan is worth reading.)"""
-    if os.environ.get(ASSUME_YES, "").strip() == "1":
-        print(f"{question} yes ({ASSUME_YES}=1)")
+    """Ask with "no" as the default; ``KIT_ASSUME_YES=1`` answers yes. Unlike
+    ``helpers.confirm`` it asks on every target (the plan is worth reading) and needs no kit:
+    it runs before ``.env`` is complete."""
+    question = question.strip().rstrip("?")
+    if assume_yes(question):
         return True
-    try:
-        answer = input(f"{question} [y/N] ")
-    except EOFError:
-        answer = ""
-    return answer.strip().lower() in ("y", "yes")
+    answer = _ask(f"{question}? [y/N] ")
+    return answer is not None and answer.strip().lower() in _YES
 
 
 # -- the SSH key -------------------------------------------------------------------------------
@@ -301,16 +300,9 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
             )
         return {"location": loc, "properties": {"securityRules": rules}}
 
-    def uai_id() -> str:
-        return done["uai"].id
-
     def vm_body() -> dict[str, Any]:
         return {
             "location": loc,
-            "identity": {
-                "type": "SystemAssigned, UserAssigned",
-                "userAssignedIdentities": {uai_id(): {}},
-            },
             "properties": {
                 "hardwareProfile": {"vmSize": s.vm_size},
                 "storageProfile": {
@@ -366,10 +358,6 @@ def steps(c: Clients, s: Settings, ssh_key: str, done: dict[str, Any]) -> list[S
         return {
             "location": loc,
             "kind": "functionapp,linux",
-            "identity": {
-                "type": "SystemAssigned, UserAssigned",
-                "userAssignedIdentities": {uai_id(): {}},
-            },
             "properties": {
                 "reserved": True,
                 "httpsOnly": True,
