@@ -39,6 +39,14 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
+def assume_yes(question: str) -> bool:
+    """True when ``KIT_ASSUME_YES=1`` answers ``question`` for an unattended run (and says so)."""
+    if os.environ.get(ASSUME_YES, "").strip() != "1":
+        return False
+    print(f"{question}? yes ({ASSUME_YES}=1)")
+    return True
+
+
 def confirm(question: str, *, ask: Callable[[str], str | None] = _ask) -> bool:
     """Ask ``question`` (a step phrased as an action: "Delete 2 role assignments") before it
     changes or bills something on Azure; True means go ahead.
@@ -50,8 +58,7 @@ def confirm(question: str, *, ask: Callable[[str], str | None] = _ask) -> bool:
     question = question.strip().rstrip("?.")
     if target.current().target == target.SANDBOX:
         return True
-    if os.environ.get(ASSUME_YES, "").strip() == "1":
-        print(f"{question}? yes ({ASSUME_YES}=1)")
+    if assume_yes(question):
         return True
     answer = ask(f"{question} in your subscription? [y/N] ")
     if answer is not None and answer.strip().lower() in _YES:

@@ -54,9 +54,11 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
     """Back to the seeded world; also the one remedy for damaged state (see sandbox/state.py):
     whatever cannot be read is set aside and made anew, the rest is kept."""
+    empty = getattr(args, "empty", False)
+    done = "sandbox reset to the seeded world" + (" with an empty resource group" if empty else "")
     if client.running_instance(settings):
-        client.control(settings, "POST", "/_sandbox/reset")
-        print("sandbox reset to the seeded world")
+        client.control(settings, "POST", "/_sandbox/reset" + ("?empty=1" if empty else ""))
+        print(done)
         return 0
     client.stop(settings)  # one that serves this folder but cannot be reached
     from sandbox.server import reset_world
@@ -65,9 +67,9 @@ def cmd_reset(settings: Settings, args: argparse.Namespace) -> int:
     for line in repair(settings):
         print(line)
     store = open_store(settings)
-    reset_world(settings, store)
+    reset_world(settings, store, empty=empty)
     store.close()
-    print("sandbox reset to the seeded world")
+    print(done)
     return 0
 
 
@@ -131,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         if name in ("start", "status"):
             p.add_argument("--json", action="store_true", help="print the status as JSON")
+        if name == "reset":
+            p.add_argument(
+                "--empty",
+                action="store_true",
+                help="leave the resource group empty (no ACS resource, VM or Function app), "
+                "for rehearsing python -m helpers.provision",
+            )
     p = sub.add_parser("env", help="print shell exports that make the SDKs act as a persona")
     p.add_argument("--as", dest="persona", required=True, choices=personas.PERSONAS)
     p.set_defaults(func=cmd_env)

@@ -52,6 +52,7 @@ class Sandbox:
             values += made["acs_keys"].values()
             values += (acs.get("keys") or {}).values()
             values += made["identity_headers"].values()
+            values += [h.get("identity_header") for h in self.store.list("host")]
             self._secrets_seen = (version, tuple(v for v in values if isinstance(v, str) and v))
         return self._secrets_seen[1]
 

@@ -44,10 +44,11 @@ HEADER_TIMEOUT = 10.0
 KEEP_ALIVE = 5
 
 
-def reset_world(settings: Settings, store) -> None:
-    """Back to the seeded world. The developer is signed out too: ``reset`` revokes the refresh
-    tokens, and a saved ``az`` sign-in that cannot refresh would fail later, far from its cause."""
-    world.reset(store)
+def reset_world(settings: Settings, store, *, empty: bool = False) -> None:
+    """Back to the seeded world (``empty``: its resource group empty). The developer is signed
+    out too: ``reset`` revokes the refresh tokens, and a saved ``az`` sign-in that cannot
+    refresh would fail later, far from its cause."""
+    world.reset(store, empty=empty)
     shutil.rmtree(settings.azcli_dir, ignore_errors=True)
 
 

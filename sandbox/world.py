@@ -234,8 +234,12 @@ def installation_secrets(store: Store) -> dict[str, Any]:
     return made
 
 
-def seed(store: Store) -> None:
-    """Write the seeded world into an empty store (documents only, no HTTP)."""
+def seed(store: Store, *, empty: bool = False) -> None:
+    """Write the seeded world into an empty store (documents only, no HTTP).
+
+    ``empty``: the same tenant, people and roles, and the resource group with nothing in it
+    (no ACS resource, no hosts), for a learner's first run of ``python -m helpers.provision``
+    (``python -m sandbox reset --empty``)."""
     made = installation_secrets(store)
     with store.transaction():
         store.put(
@@ -295,7 +299,7 @@ def seed(store: Store) -> None:
                 "tenant_id": TENANT_ID,
             },
         )
-        for name, info in HOSTS.items():
+        for name, info in {} if empty else HOSTS.items():
             store.put(
                 "host",
                 name,
@@ -325,6 +329,20 @@ def seed(store: Store) -> None:
                     "created_on": "2026-01-01T00:00:00Z",
                 },
             )
+        if empty:
+            # The numbers a learner would buy in the portal (which the sandbox has no stand-in
+            # for): they go to the ACS resource created under the seeded name in the seeded
+            # group (sandbox/arm/models.py ``put_acs``).
+            store.put(
+                "phone_inventory",
+                ACS_NAME,
+                {
+                    "group": RESOURCE_GROUP,
+                    "sender_numbers": list(SENDER_NUMBERS),
+                    "learner_phones": list(LEARNER_PHONES),
+                },
+            )
+            return
         store.put(
             "acs_resource",
             ACS_NAME,
@@ -341,10 +359,11 @@ def seed(store: Store) -> None:
         )
 
 
-def reset(store: Store) -> None:
-    """Back to the seeded world, keeping the installation's secrets."""
+def reset(store: Store, *, empty: bool = False) -> None:
+    """Back to the seeded world (``empty``: with an empty resource group), keeping the
+    installation's secrets."""
     made = installation_secrets(store)
     with store.transaction():
         store.wipe()
         store.put("installation", "secrets", made)
-        seed(store)
+        seed(store, empty=empty)

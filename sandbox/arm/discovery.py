@@ -277,7 +277,8 @@ async def serve(rm: ResourceManager, request: Request, path: str, body) -> Respo
         )
         if refusal:
             raise ArmError(*refusal)
-        return sites.serve(rm, method, path, await body(request) if method == "PUT" else None)
+        given = await body(request) if method == "PUT" else None
+        return sites.serve(rm, method, path, given)
     return None
 
 

@@ -10,14 +10,16 @@ Choices where Azure's behaviour is not documented (also listed in sandbox/README
   principal *and its role assignments* (Azure leaves orphaned "Identity not found" assignments;
   they could never apply again, so the sandbox removes them to keep listings readable), and
   deleting a user-assigned identity detaches it from every host.
-- Only the seeded hosts and the seeded ACS resource exist: PUT on another host or ACS name is
-  404 ``ResourceNotFound``, and hosts cannot be deleted.
+- Hosts (VMs and sites) are created by PUT like any resource and become hosts like the seeded
+  ones (identity endpoint, Run Command, app hosting); the other types the tutorial's world
+  needs are stored as given (sandbox/arm/resources.py).
 - Role definitions can be read by any caller holding a token for the tenant.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,13 +27,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sandbox import clock, world
-from sandbox.arm import rbac
+from sandbox.arm import rbac, resources
 from sandbox.store import Store
 
 HOST_TYPES = {t["type"].lower(): t["type"] for t in world.HOSTS.values()}
 UAI_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
 ACS_TYPE = "Microsoft.Communication/communicationServices"
-KNOWN_TYPES = {**HOST_TYPES, UAI_TYPE.lower(): UAI_TYPE, ACS_TYPE.lower(): ACS_TYPE}
+KNOWN_TYPES = {
+    **HOST_TYPES,
+    UAI_TYPE.lower(): UAI_TYPE,
+    ACS_TYPE.lower(): ACS_TYPE,
+    **{k: t.type for k, t in resources.SPECS.items()},
+}
+VM_TYPE = "Microsoft.Compute/virtualMachines"
+SITE_TYPE = "Microsoft.Web/sites"
 
 GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 ROLE_DEF_RE = re.compile(
@@ -44,11 +53,12 @@ PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device"
 class ArmError(Exception):
     """A refusal with ARM's status, ``error.code`` and message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, target: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.target = target  # Compute names the offending parameter
 
 
 @dataclass(frozen=True)
@@ -257,6 +267,9 @@ class ResourceManager:
         elif rtype == UAI_TYPE:
             found = self.store.get("user_assigned_identity", rid)
             docs = [found] if found else []
+        elif resources.spec(rtype):
+            found = self.store.get("arm_resource", rid)
+            docs = [found] if found else []
         else:
             docs = self.store.list("acs_resource", lambda a: a["id"].lower() == rid)
         return rtype, (docs[0] if docs else None)
@@ -303,15 +316,18 @@ class ResourceManager:
             "location": host["location"],
             "tags": host.get("tags", {}),
         }
-        if host["kind"] == "functionapp":
-            view["kind"] = "functionapp"
+        if host["type"] == SITE_TYPE:
+            view["kind"] = host.get("site_kind", "functionapp")
             view["properties"] = site_properties(host, self.acs_endpoint)
         else:
+            given = host.get("properties") or {"hardwareProfile": {"vmSize": "Standard_B1s"}}
             view["properties"] = {
+                **given,
                 "vmId": str(uuid.uuid5(uuid.NAMESPACE_URL, host["resource_id"].lower())),
-                "hardwareProfile": {"vmSize": "Standard_B1s"},
                 "provisioningState": "Succeeded",
             }
+            if host.get("created_on"):
+                view["properties"]["timeCreated"] = host["created_on"]
         identity = self._identity_view(host)
         if identity:
             view["identity"] = identity
@@ -327,6 +343,8 @@ class ResourceManager:
             return self.uai_view(doc)
         if rtype == ACS_TYPE:
             return self.acs_view(doc)
+        if resources.spec(rtype):
+            return resources.view(doc)
         return self.host_view(doc)
 
     def update_host(self, scope: Scope, body: Any, *, replace: bool) -> dict[str, Any]:
@@ -355,6 +373,240 @@ class ResourceManager:
                 host["tags"] = _tags(body.get("tags"))
             self.store.put("host", host["name"], host)
         return self.host_view(host)
+
+    def put_host(self, scope: Scope, body: Any) -> tuple[int, dict[str, Any]]:
+        """PUT a VM or site: replace an existing host (200), or create one (201) that is a host
+        like the seeded ones, with its own identity endpoint (see sandbox/managed_identity)."""
+        rtype = self._canonical_type(scope)
+        self.authorize(scope.id, f"{rtype}/write")
+        group = self._group(scope.subscription, scope.group or "")
+        _, host = self._find(scope)
+        if not isinstance(body, dict):
+            raise _invalid_content("the body must be a JSON object")
+        if host is not None:
+            view = self.update_host(scope, body, replace=True)
+            if isinstance(body.get("properties"), dict) and host.get("created_on"):
+                with self.store.transaction():
+                    host = self._find(scope)[1] or host
+                    self._store_host_properties(host, body)
+                    self.store.put("host", host["name"], host)
+                view = self.host_view(host)
+            return 200, view
+        location = body.get("location")
+        if not location or not isinstance(location, str):
+            raise ArmError(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
+        name = scope.name or ""
+        if rtype == VM_TYPE:
+            _check_vm(body)
+        if self.store.get("host", name) is not None:
+            # Hosts are keyed by name (their identity endpoint's path): our choice, one host of
+            # a name per sandbox, whatever its group.
+            raise ArmError(
+                409, "Conflict", f"A host named '{name}' already exists in another resource group."
+            )
+        kind = str(body.get("kind") or "")
+        host = {
+            "name": name,
+            "kind": "vm" if rtype == VM_TYPE else "functionapp",
+            "type": rtype,
+            "endpoint_style": "imds" if rtype == VM_TYPE else "appservice",
+            "resource_id": f"{group['id']}/providers/{rtype}/{name}",
+            "location": location,
+            "identity": {"type": "None"},
+            "identity_header": secrets.token_hex(16),
+            "tags": _tags(body.get("tags")),
+            "created_on": _now_iso(),
+        }
+        if rtype == SITE_TYPE:
+            host["site_kind"] = kind or "app"
+        with self.store.transaction():
+            self._store_host_properties(host, body)
+            self._apply_identity(host, body.get("identity"), merge=False)
+            self.store.put("host", name, host)
+        # WebApps_CreateOrUpdate answers 200 or 202 (its spec), VirtualMachines_CreateOrUpdate
+        # 200 or 201: a finished create is 200 for a site, 201 for a VM.
+        return (201 if rtype == VM_TYPE else 200), self.host_view(host)
+
+    def _store_host_properties(self, host: dict[str, Any], body: dict[str, Any]) -> None:
+        """As given, less what Azure never returns (a VM's admin password and custom data; a
+        site's app settings, which only ``config/appsettings/list`` shows)."""
+        props = dict(body.get("properties") or {})
+        for key in ("vmId", "provisioningState", "timeCreated", "instanceView"):
+            props.pop(key, None)
+        if isinstance(props.get("osProfile"), dict):
+            props["osProfile"] = {
+                k: v
+                for k, v in props["osProfile"].items()
+                if k not in ("adminPassword", "customData")
+            }
+        if isinstance(props.get("siteConfig"), dict):
+            config = dict(props["siteConfig"])
+            settings = config.pop("appSettings", None)
+            if isinstance(settings, list):
+                host["app_settings"] = {
+                    str(s.get("name")): str(s.get("value", ""))
+                    for s in settings
+                    if isinstance(s, dict) and s.get("name")
+                }
+            props["siteConfig"] = config
+        host["properties"] = props
+
+    def delete_host(self, scope: Scope) -> bool:
+        """Delete a VM or site and its system-assigned identity; False when there was none."""
+        rtype = self._canonical_type(scope)
+        self.authorize(scope.id, f"{rtype}/delete")
+        _, host = self._find(scope)
+        if host is None:
+            return False
+        with self.store.transaction():
+            principal = (host.get("identity") or {}).get("principal_id")
+            if principal:
+                self._drop_principal(principal)
+            self.store.delete("host", host["name"])
+        return True
+
+    # -- resources stored as given (sandbox/arm/resources.py) --------------------------------
+
+    def put_generic(self, scope: Scope, body: Any) -> tuple[int, dict[str, Any]]:
+        rtype = self._canonical_type(scope)
+        self.authorize(scope.id, f"{rtype}/write")
+        group = self._group(scope.subscription, scope.group or "")
+        if not isinstance(body, dict):
+            raise _invalid_content("the body must be a JSON object")
+        location = body.get("location")
+        if not location or not isinstance(location, str):
+            raise ArmError(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
+        rid = f"{group['id']}/providers/{rtype}/{scope.name}"
+        with self.store.transaction():
+            old = self.store.get("arm_resource", rid.lower())
+            if old and _norm_location(location) != _norm_location(old["location"]):
+                raise _location_conflict(old["id"], old["location"], location)
+            try:
+                doc = resources.build(
+                    resources.SPECS[rtype.lower()], rid, scope.name or "", body, old
+                )
+            except resources.Invalid as e:
+                raise ArmError(e.status, e.code, e.message, e.target) from None
+            self.store.put("arm_resource", rid.lower(), doc)
+        return (200 if old else resources.SPECS[rtype.lower()].created), resources.view(doc)
+
+    def delete_generic(self, scope: Scope) -> bool:
+        rtype = self._canonical_type(scope)
+        self.authorize(scope.id, f"{rtype}/delete")
+        _, doc = self._find(scope)
+        if doc is None:
+            return False
+        self.store.delete("arm_resource", doc["id"].lower())
+        return True
+
+    def put_subnet(self, scope: Scope, name: str, body: Any) -> tuple[int, dict[str, Any]]:
+        """PUT …/virtualNetworks/{vnet}/subnets/{name}: written into the vnet document."""
+        self.authorize(f"{scope.id}/subnets/{name}", f"{resources.SUBNET_TYPE}/write")
+        if not isinstance(body, dict):
+            raise _invalid_content("the body must be a JSON object")
+        with self.store.transaction():
+            _, vnet = self._find(scope)
+            if vnet is None:
+                raise self._not_found(scope)
+            try:
+                created, sub = resources.put_subnet(vnet, name, body)
+            except resources.Invalid as e:
+                raise ArmError(e.status, e.code, e.message, e.target) from None
+            self.store.put("arm_resource", vnet["id"].lower(), vnet)
+        return (201 if created else 200), sub
+
+    def get_subnet(self, scope: Scope, name: str) -> dict[str, Any]:
+        self.authorize(f"{scope.id}/subnets/{name}", f"{resources.SUBNET_TYPE}/read")
+        _, vnet = self._find(scope)
+        if vnet is None:
+            raise self._not_found(scope)
+        for sub in vnet["properties"].get("subnets", []):
+            if sub["name"].lower() == name.lower():
+                return sub
+        raise ArmError(
+            404,
+            "NotFound",
+            f"Resource '{vnet['id']}/subnets/{name}' not found.",
+        )
+
+    def storage_keys(self, scope: Scope) -> dict[str, Any]:
+        self.authorize(scope.id, f"{resources.STORAGE_TYPE}/listkeys/action")
+        _, doc = self._find(scope)
+        if doc is None:
+            raise self._not_found(scope)
+        return resources.storage_keys(doc)
+
+    # -- resource groups ---------------------------------------------------------------------
+
+    def group_exists(self, sub: str, rg: str) -> bool:
+        self._subscription(sub)
+        self.operation = "Microsoft.Resources/subscriptions/resourceGroups/read"
+        doc = self.store.get("resource_group", rg.lower())
+        if doc is None:
+            return False
+        self.authorize(doc["id"], self.operation)
+        return True
+
+    def put_group(self, sub: str, rg: str, body: Any) -> tuple[int, dict[str, Any]]:
+        """Create (201) or update (200) a resource group; its location cannot change (409
+        InvalidResourceGroupLocation, the text az group create shows: Azure/azure-cli#22242)."""
+        sub_doc = self._subscription(sub)
+        rid = f"/subscriptions/{sub_doc['id']}/resourceGroups/{rg}"
+        self.authorize(rid, "Microsoft.Resources/subscriptions/resourceGroups/write")
+        if not isinstance(body, dict):
+            raise _invalid_content("the body must be a JSON object")
+        location = body.get("location")
+        if not location or not isinstance(location, str):
+            raise ArmError(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
+        with self.store.transaction():
+            doc = self.store.get("resource_group", rg.lower())
+            if doc is not None:
+                if _norm_location(location) != _norm_location(doc["location"]):
+                    raise ArmError(
+                        409,
+                        "InvalidResourceGroupLocation",
+                        f"Invalid resource group location '{location}'. The Resource group "
+                        f"already exists in location '{doc['location']}'.",
+                    )
+                if "tags" in body:
+                    doc["tags"] = _tags(body.get("tags"))
+                self.store.put("resource_group", rg.lower(), doc)
+                return 200, self._group_view(doc)
+            doc = {"id": rid, "name": rg, "location": location, "tags": _tags(body.get("tags"))}
+            self.store.put("resource_group", rg.lower(), doc)
+        return 201, self._group_view(doc)
+
+    def delete_group(self, sub: str, rg: str) -> None:
+        """Delete a group and everything in it, role assignments at or below it included."""
+        doc = self._group(sub, rg)
+        self.authorize(doc["id"], "Microsoft.Resources/subscriptions/resourceGroups/delete")
+        prefix = doc["id"].lower() + "/"
+        inside = lambda rid: rid.lower().startswith(prefix)  # noqa: E731
+        with self.store.transaction():
+            for host in self.store.list("host", lambda h: inside(h["resource_id"])):
+                principal = (host.get("identity") or {}).get("principal_id")
+                if principal:
+                    self._drop_principal(principal)
+                self.store.delete("host", host["name"])
+            for uai in self.store.list("user_assigned_identity", lambda u: inside(u["id"])):
+                self._drop_principal(uai["principal_id"])
+                self.store.delete("user_assigned_identity", uai["id"].lower())
+            for acs in self.store.list("acs_resource", lambda a: inside(a["id"])):
+                self.store.delete("acs_resource", acs["name"])
+            for res in self.store.list("arm_resource", lambda r: inside(r["id"])):
+                self.store.delete("arm_resource", res["id"].lower())
+            for a in self.store.list(
+                "role_assignment",
+                lambda a: inside(a["scope"]) or a["scope"].lower() == doc["id"].lower(),
+            ):
+                self.store.delete("role_assignment", a["name"])
+            self.store.delete("resource_group", rg.lower())
 
     def _apply_identity(self, host: dict[str, Any], identity: Any, *, merge: bool) -> None:
         current = dict(host.get("identity") or {"type": "None"})
@@ -442,6 +694,7 @@ class ResourceManager:
         views = [self.host_view(h) for h in self.store.list("host")]
         views += [self.uai_view(u) for u in self.store.list("user_assigned_identity")]
         views += [self.acs_view(a) for a in self.store.list("acs_resource")]
+        views += [resources.view(r) for r in self.store.list("arm_resource")]
         prefix = (
             world.SUBSCRIPTION_SCOPE
             if rg is None
@@ -452,7 +705,7 @@ class ResourceManager:
             if v["id"].lower().startswith(prefix) and self.allowed(v["id"], f"{v['type']}/read"):
                 item = {
                     k: v[k]
-                    for k in ("id", "name", "type", "location", "tags", "kind", "identity")
+                    for k in ("id", "name", "type", "location", "tags", "kind", "identity", "sku")
                     if k in v
                 }
                 out.append(item)
@@ -922,6 +1175,12 @@ class ResourceManager:
             if not data_location or not isinstance(data_location, str):
                 raise _invalid_content("'properties.dataLocation' is required")
             name = scope.name or ""
+            # After ``reset --empty``: the seeded numbers, as if bought in the portal.
+            numbers = self.store.get("phone_inventory", name) or {}
+            if str(numbers.get("group", "")).lower() != group["name"].lower():
+                numbers = {}
+            else:
+                self.store.delete("phone_inventory", name)
             doc = {
                 "name": name,
                 "id": f"{group['id']}/providers/{ACS_TYPE}/{name}",
@@ -933,8 +1192,8 @@ class ResourceManager:
                     "primaryKey": world.new_access_key(),
                     "secondaryKey": world.new_access_key(),
                 },
-                "sender_numbers": [],
-                "learner_phones": [],
+                "sender_numbers": list(numbers.get("sender_numbers", [])),
+                "learner_phones": list(numbers.get("learner_phones", [])),
             }
             self.store.put("acs_resource", name, doc)
         return 201, self.acs_view(doc)
@@ -961,11 +1220,15 @@ def site_properties(host: dict[str, Any], https_url: str) -> dict[str, Any]:
     example GetWebApp.json, 2023-12-01; ``sku`` as live sites carry it): the Azure CLI's
     ``az functionapp show`` reads ``serverFarmId`` and ``sku``. ``defaultHostName`` is where the
     sandbox serves the site (``https://{defaultHostName}/api/{route}``, as in Azure; see
-    sandbox/functions/models.py); the SCM name stays Azure's, as the sandbox serves no SCM."""
+    sandbox/functions/models.py); the SCM name stays Azure's, as the sandbox serves no SCM. A site
+    created by PUT keeps what it was given (its plan, its siteConfig less the app settings)."""
     from sandbox.functions.models import site_url_host
 
-    name, group = host["name"], world.RESOURCE_GROUP
+    name = host["name"]
+    group = host["resource_id"].split("/")[4]
     default = site_url_host(https_url.rstrip("/"), name)
+    given = dict(host.get("properties") or {})
+    given.pop("siteConfig", None)  # GET on a site does not return the app's configuration
     return {
         "state": "Running",
         "hostNames": [default],
@@ -983,8 +1246,31 @@ def site_properties(host: dict[str, Any], https_url: str) -> dict[str, Any]:
         "clientAffinityEnabled": False,
         "keyVaultReferenceIdentity": "SystemAssigned",
         "managedEnvironmentId": None,
+        **given,
         "provisioningState": "Succeeded",
     }
+
+
+def _check_vm(body: dict[str, Any]) -> None:
+    """Compute's refusal of a VM body missing a required part: 400 InvalidParameter naming it
+    in ``target`` (Azure/azure-powershell#4001 records the whole body for 'osDisk'; the same
+    text for 'storageProfile' and 'osProfile' in other reports). 'networkProfile' likewise:
+    our choice, by the same pattern."""
+    props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
+    storage = props.get("storageProfile")
+    missing = None
+    if not isinstance(storage, dict):
+        missing = "storageProfile"
+    elif not storage.get("imageReference") and not isinstance(storage.get("osDisk"), dict):
+        missing = "osDisk"  # no image to start from: the OS disk must be given
+    elif storage.get("imageReference") and not isinstance(props.get("osProfile"), dict):
+        missing = "osProfile"
+    elif not isinstance(props.get("networkProfile"), dict):
+        missing = "networkProfile"
+    if missing:
+        raise ArmError(
+            400, "InvalidParameter", f"Required parameter '{missing}' is missing (null).", missing
+        )
 
 
 def _hex(guid: str) -> str:

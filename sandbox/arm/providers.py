@@ -78,6 +78,42 @@ def _versions(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+_WEB_VERSIONS = _versions(
+    "2015-08-01, 2016-08-01, 2018-02-01, 2018-11-01, 2019-08-01, 2020-06-01, 2020-09-01, "
+    "2020-10-01, 2020-12-01, 2021-01-01, 2021-01-15, 2021-02-01, 2021-03-01, 2022-03-01, "
+    "2022-09-01, 2023-01-01, 2023-12-01, 2024-04-01, 2024-11-01, 2025-03-01, 2025-05-01"
+)
+_WEB_SOURCES = (
+    "Azure/azure-resource-manager-schemas#2037 (Microsoft.Web/sites/* to 2021-02-01); "
+    "specification/web/resource-manager/Microsoft.Web/AppService stable folders "
+    "(2021-03-01 to 2025-03-01); azure-mgmt-web 11.0.0 (Azure CLI 2.91.0) and 11.0.1 (the "
+    "lock) send 2025-05-01"
+)
+# Microsoft.Network: a subset of the stable versions (the spec readme's package tags we
+# confirmed); ARM's own list is longer. azure-mgmt-network 33.1.0 (the lock) sends 2026-03-01.
+_NETWORK_VERSIONS = _versions(
+    "2015-06-15, 2016-09-01, 2017-06-01, 2018-02-01, 2018-08-01, 2019-02-01, 2019-11-01, "
+    "2020-06-01, 2020-11-01, 2021-02-01, 2021-05-01, 2021-08-01, 2022-01-01, 2022-05-01, "
+    "2022-07-01, 2022-09-01, 2022-11-01, 2023-02-01, 2023-04-01, 2023-05-01, 2023-06-01, "
+    "2023-09-01, 2023-11-01, 2024-01-01, 2024-03-01, 2024-05-01, 2026-03-01"
+)
+_NETWORK_SOURCES = (
+    "specification/network/resource-manager/readme.md package tags (a subset); "
+    "azure-mgmt-network 33.1.0 sends 2026-03-01"
+)
+
+
+def _network(rtype: str) -> ResourceType:
+    return ResourceType(
+        "Microsoft.Network",
+        rtype,
+        _NETWORK_VERSIONS,
+        tuple(PUBLIC_REGIONS),
+        NO_PROVIDER,
+        _NETWORK_SOURCES,
+    )
+
+
 RESOURCE_TYPES: tuple[ResourceType, ...] = (
     ResourceType(
         "Microsoft.Compute",
@@ -96,18 +132,33 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         "2024-11-01, 2025-04-01); Azure/azure-cli 2.91.0 aaz vm show/update send 2026-04-01",
     ),
     ResourceType(
+        "Microsoft.Web", "sites", _WEB_VERSIONS, tuple(PUBLIC_REGIONS), NO_PROVIDER, _WEB_SOURCES
+    ),
+    ResourceType(
         "Microsoft.Web",
-        "sites",
+        "serverfarms",
+        _WEB_VERSIONS,
+        tuple(PUBLIC_REGIONS),
+        NO_PROVIDER,
+        _WEB_SOURCES,
+    ),
+    _network("virtualNetworks"),
+    _network("virtualNetworks/subnets"),
+    _network("networkSecurityGroups"),
+    _network("publicIPAddresses"),
+    _network("networkInterfaces"),
+    ResourceType(
+        "Microsoft.Storage",
+        "storageAccounts",
         _versions(
-            "2015-08-01, 2016-08-01, 2018-02-01, 2018-11-01, 2019-08-01, 2020-06-01, 2020-09-01, "
-            "2020-10-01, 2020-12-01, 2021-01-01, 2021-01-15, 2021-02-01, 2021-03-01, 2022-03-01, "
-            "2022-09-01, 2023-01-01, 2023-12-01, 2024-04-01, 2024-11-01, 2025-03-01, 2025-05-01"
+            "2015-06-15, 2016-01-01, 2017-06-01, 2018-02-01, 2019-06-01, 2021-09-01, "
+            "2022-09-01, 2023-01-01, 2023-05-01, 2024-01-01, 2025-01-01, 2025-06-01, "
+            "2025-08-01, 2026-04-01, 2026-06-01, 2026-09-01"
         ),
         tuple(PUBLIC_REGIONS),
         NO_PROVIDER,
-        "Azure/azure-resource-manager-schemas#2037 (Microsoft.Web/sites/* to 2021-02-01); "
-        "specification/web/resource-manager/Microsoft.Web/AppService stable folders "
-        "(2021-03-01 to 2025-03-01); azure-mgmt-web 11.0.0 (Azure CLI 2.91.0) sends 2025-05-01",
+        "specification/storage/resource-manager/readme.md package tags (2025-01 to 2026-09; "
+        "earlier ones a subset); azure-mgmt-storage 25.3.0 (the lock) sends 2026-09-01",
     ),
     ResourceType(
         "Microsoft.ManagedIdentity",

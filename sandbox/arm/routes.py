@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import audit, world
-from sandbox.arm import discovery, providers, run_command
+from sandbox.arm import discovery, providers, resources, run_command
 from sandbox.arm.headers import RateBuckets, arm_headers
 from sandbox.arm.models import (
     ACS_TYPE,
@@ -52,10 +52,17 @@ _AUTHZ_RE = re.compile(
 )
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    target: str | None = None,
+) -> Response:
+    error = {"code": code, "message": message}
+    if target:
+        error["target"] = target
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def _ok(body: Any, status: int = 200) -> Response:
@@ -167,6 +174,10 @@ async def _resource(
     rtype = (scope.type or "").lower()
     method = request.method
     if action is not None:
+        if rtype == resources.STORAGE_TYPE.lower() and action.lower() == "listkeys":
+            if method != "POST":
+                raise _not_supported(method)
+            return _ok(rm.storage_keys(scope))
         if rtype != ACS_TYPE.lower() or method != "POST":
             raise _not_supported(method)
         if action.lower() == "listkeys":
@@ -176,8 +187,18 @@ async def _resource(
         raise ArmError(404, "NotFound", f"The action '{action}' is not known for {ACS_TYPE}.")
     if method == "GET":
         return _ok(rm.get_resource(scope))
-    if rtype in HOST_TYPES and method in ("PATCH", "PUT"):
-        return _ok(rm.update_host(scope, await _body(request), replace=method == "PUT"))
+    if rtype in HOST_TYPES and method == "PATCH":
+        return _ok(rm.update_host(scope, await _body(request), replace=False))
+    if rtype in HOST_TYPES and method == "PUT":
+        status, body = rm.put_host(scope, await _body(request))
+        return _ok(body, status)
+    if rtype in HOST_TYPES and method == "DELETE":
+        return Response(status_code=200 if rm.delete_host(scope) else 204)
+    if resources.spec(rtype) and method == "PUT":
+        status, body = rm.put_generic(scope, await _body(request))
+        return _ok(body, status)
+    if resources.spec(rtype) and method == "DELETE":
+        return Response(status_code=200 if rm.delete_generic(scope) else 204)
     if rtype == UAI_TYPE.lower():
         if method == "PUT":
             status, body = rm.put_uai(scope, await _body(request))
@@ -231,6 +252,15 @@ async def _dispatch(rm: ResourceManager, request: Request, path: str) -> Respons
     if n >= 4 and low[2] == "resourcegroups":
         rg = segs[3]
         if n == 4:
+            if method == "HEAD":
+                return Response(status_code=204 if rm.group_exists(sub, rg) else 404)
+            if method == "PUT":
+                status, body = rm.put_group(sub, rg, await _body(request))
+                return _ok(body, status)
+            if method == "DELETE":
+                # Azure answers 202 and deletes in the background; done before the answer here.
+                rm.delete_group(sub, rg)
+                return Response(status_code=200)
             if method != "GET":
                 raise _not_supported(method)
             return _ok(rm.get_group(sub, rg))
@@ -241,6 +271,18 @@ async def _dispatch(rm: ResourceManager, request: Request, path: str) -> Respons
         if low[4] == "providers" and n in (8, 9):
             scope = Scope(sub, rg, f"{segs[5]}/{segs[6]}", segs[7])
             return await _resource(rm, request, scope, segs[8] if n == 9 else None)
+        if (
+            low[4] == "providers"
+            and n == 10
+            and f"{low[5]}/{low[6]}/{low[8]}" == (resources.SUBNET_TYPE.lower())
+        ):
+            scope = Scope(sub, rg, f"{segs[5]}/{segs[6]}", segs[7])
+            if method == "PUT":
+                status, body = rm.put_subnet(scope, segs[9], await _body(request))
+                return _ok(body, status)
+            if method == "GET":
+                return _ok(rm.get_subnet(scope, segs[9]))
+            raise _not_supported(method)
     raise ArmError(404, "NotFound", f"No Resource Manager operation matches '{path}'.")
 
 
@@ -338,13 +380,13 @@ async def _serve(request: Request, caller: Caller) -> Response:
         audit.note(
             request, decision=decision, reason=f"{e.code}: {e.message}", operation=rm.operation
         )
-        return _error(e.status, e.code, e.message)
+        return _error(e.status, e.code, e.message, target=e.target)
     audit.note(request, decision="allowed", operation=rm.operation)
     return response
 
 
 def routes() -> list[BaseRoute]:
-    methods = ["GET", "PUT", "PATCH", "DELETE", "POST"]
+    methods = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST"]
     return [
         Route("/subscriptions", arm, methods=["GET"]),
         Route("/subscriptions/{rest:path}", arm, methods=methods),

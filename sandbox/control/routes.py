@@ -28,7 +28,8 @@ async def info(request: Request) -> Response:
 @requires_secret
 async def reset(request: Request) -> Response:
     sb = sandbox_of(request)
-    reset_world(sb.settings, sb.store)
+    empty = request.query_params.get("empty", "").lower() in ("1", "true")
+    reset_world(sb.settings, sb.store, empty=empty)
     faults.clear(sb.faults)
     sb.mi_token_cache.clear()
     return JSONResponse({"status": "reset"})
