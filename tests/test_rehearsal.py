@@ -7,14 +7,22 @@ the phones, the developer's service principal, the CA bundle, ``KIT_ASSUME_YES=1
 persona, no ``SANDBOX_*`` variable and no control API: whatever a cell does, it does through the
 SDKs and the ``az`` on PATH, as on Azure.
 
-The harness plays the learner and nothing else: it starts the sandbox, registers and selects the
-sandbox's cloud with the kit's ``az`` (sandbox/azcli.py, on PATH as the learner's ``az``), runs
-``az login --use-device-code`` and completes it at the sign-in page with the developer's password,
-as a person would in a browser. Then it runs notebooks/NN-*.ipynb in order, each in a kernel of
-its own (a learner opening the next notebook), in a working folder that holds that ``.env``.
+The harness plays the learner and nothing else. It starts the sandbox with its resource group
+empty (``sandbox reset --empty``: the learner's subscription before the tutorial); registers and
+selects the sandbox's cloud with the kit's ``az`` (sandbox/azcli.py, on PATH as the learner's
+``az``); runs ``az login --use-device-code`` and completes it at the sign-in page with the
+developer's password, as a person would in a browser; writes ``.env`` and runs ``python -m
+helpers.provision``, which creates the tutorial's world through Resource Manager. Then it adds
+what provisioning printed (the ACS endpoint) and the phone number bought in the portal (the
+learner's manual step, see ``after_provisioning``) to ``.env``, runs provisioning again (it
+creates nothing and puts the number in the Function app's settings), and runs
+notebooks/NN-*.ipynb in order, each in a kernel of its own (a learner opening the next
+notebook), in the folder that holds that ``.env``.
 
 Every cell must run without error, except those tagged ``raises-exception`` (expected refusals);
-the first cell that errors fails the test, naming the notebook, the cell and the error.
+the first cell that errors fails the test, naming the notebook, the cell and the error. So does a
+cell that says something went wrong without raising (a ✗, a declined confirmation), and a
+notebook that does not show what it is there to show (``SHOWN``).
 
 Every process (the sandbox, the kernels, ``az``, the programs Run Command starts, the Function
 app) runs under tests/loopback_guard. The only refusals allowed in its log are the kernel's
@@ -22,7 +30,7 @@ app) runs under tests/loopback_guard. The only refusals allowed in its log are t
 developer's laptop does on Azure too and where nothing answers: ``ManagedIdentityCredential``
 probes once per credential (no retries), and the refusal is the "nothing there" a laptop gets.
 Anything else in the log (another address, a DNS lookup, a process that is not a kernel) fails
-the test. See docs/custom-cloud.md, "Rehearsing the Azure path".
+the test. See docs/custom-cloud.md, "The rehearsal".
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from tools.notebook_env import notebook_env
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 CELL_TIMEOUT = 300
+KERNEL_START_TIMEOUT = 180  # seconds; about 2 s alone, far more on a machine the suite loads
 CLOUD = "KitSandboxCloud"
 AUDIENCE = "https://management.core.windows.net/"  # the audience Azure Stack Hub's ARM uses too
 # A refused lookup of the address (the guard refuses getaddrinfo first) or connect to it.
@@ -94,6 +103,17 @@ def start_sandbox(state: Path, guard_log: Path) -> dict[str, Any]:
         [*run, "status", "--json"], env=env, check=True, capture_output=True, text=True
     )
     return json.loads(status.stdout)
+
+
+def empty_resource_group(state: Path, guard_log: Path) -> None:
+    """The learner's subscription before provisioning: the resource group holds nothing."""
+    subprocess.run(
+        [sys.executable, "-m", "sandbox", "reset", "--empty"],
+        env=_sandbox_env(state, guard_log),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def stop_sandbox(state: Path, guard_log: Path) -> None:
@@ -211,7 +231,9 @@ def service_principal_secret(state: Path) -> str:
 
 
 def dotenv(sandbox: dict[str, Any], sp_secret: str) -> dict[str, str]:
-    """The learner's .env for the sandbox as a private cloud (docs/custom-cloud.md)."""
+    """The learner's first .env for the sandbox as a private cloud (docs/custom-cloud.md): the
+    cloud, the subscription and the names of what provisioning is to create; ACS_ENDPOINT and
+    the phone numbers come after it (``after_provisioning``)."""
     return {
         "KIT_TARGET": "azure",
         "AZURE_AUTHORITY_HOST": sandbox["authority_host"],
@@ -222,15 +244,51 @@ def dotenv(sandbox: dict[str, Any], sp_secret: str) -> dict[str, str]:
         "AZURE_SUBSCRIPTION_ID": sandbox["subscription_id"],
         "ACS_RESOURCE_GROUP": sandbox["resource_group"],
         "ACS_RESOURCE_NAME": sandbox["acs_resource_id"].rsplit("/", 1)[-1],
-        "ACS_ENDPOINT": sandbox["acs_endpoint"],
-        "SMS_FROM_NUMBER": sandbox["sender_numbers"][0],
-        "SMS_TO_NUMBER": ",".join(sandbox["learner_phones"][:2]),
         "VM_NAME": "vm-tutorial",
         "FUNC_APP_NAME": "func-tutorial",
         "KIT_SP_TENANT_ID": sandbox["tenant_id"],
         "KIT_SP_CLIENT_ID": world.SP_CLIENT_ID,
         "KIT_SP_CLIENT_SECRET": sp_secret,
         "KIT_ASSUME_YES": "1",
+    }
+
+
+def write_dotenv(learner: Learner, settings: dict[str, str]) -> None:
+    with (learner.folder / ".env").open("a") as env:
+        env.writelines(f"{name}={value}\n" for name, value in settings.items())
+
+
+def provision(learner: Learner) -> str:
+    """``python -m helpers.provision`` in the learner's folder (it reads .env there); what it
+    printed. It must succeed and say what it created."""
+    done = subprocess.run(
+        [sys.executable, "-m", "helpers.provision"],
+        cwd=learner.folder,
+        env=learner.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"provisioning failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def after_provisioning(printed: str, sandbox: dict[str, Any]) -> dict[str, str]:
+    """What the learner adds to .env after provisioning: the endpoint it printed, the number
+    bought in the portal, and their own phones.
+
+    The portal purchase is the learner's manual step (Azure sells no number through Resource
+    Manager). Here the sandbox holds the numbers such a purchase gives: ``sandbox reset
+    --empty`` (the harness, through the control API) puts them in the resource group's
+    inventory, and the ACS resource provisioning creates under that name leases them; the
+    learner reads the number off the portal, the harness off the sandbox's status."""
+    found = re.search(r"^\s*ACS_ENDPOINT=(\S+)$", printed, re.MULTILINE)
+    assert found, f"provisioning printed no ACS_ENDPOINT:\n{printed}"
+    return {
+        "ACS_ENDPOINT": found.group(1),
+        "SMS_FROM_NUMBER": sandbox["sender_numbers"][0],
+        "SMS_TO_NUMBER": ",".join(sandbox["learner_phones"][:2]),
     }
 
 
@@ -268,6 +326,7 @@ def run_notebook(path: Path, learner: Learner) -> CellFailure | None:
     client = NotebookClient(
         nb,
         timeout=CELL_TIMEOUT,
+        startup_timeout=KERNEL_START_TIMEOUT,
         kernel_name="python3",
         resources={"metadata": {"path": str(learner.folder)}},
         on_cell_execute=started,
@@ -357,14 +416,22 @@ def rehearse(tmp: Path) -> Learner:
     state, guard_log = tmp / "sandbox-state", tmp / "non-loopback.log"
     started = time.monotonic()
     sandbox = start_sandbox(state, guard_log)
+    empty_resource_group(state, guard_log)
     learner = Learner(tmp / "kit", learner_env(tmp / "home", state, guard_log), sandbox, guard_log)
     learner.folder.mkdir()
     try:
         user, password = developer_password(state, guard_log)
         az_login(learner, user, password)
-        settings = dotenv(sandbox, service_principal_secret(state))
-        (learner.folder / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         learner.timings["sign-in"] = time.monotonic() - started
+        began = time.monotonic()
+        write_dotenv(learner, dotenv(sandbox, service_principal_secret(state)))
+        created = provision(learner)
+        assert "Created 9:" in created, created
+        write_dotenv(learner, after_provisioning(created, sandbox))
+        again = provision(learner)  # idempotent; puts SMS_FROM_NUMBER in the app's settings
+        assert "Everything exists already: nothing to create." in again, again
+        assert "The Function app's SMS_FROM_NUMBER is set." in again, again
+        learner.timings["provisioning"] = time.monotonic() - began
         for notebook in NOTEBOOKS:
             began = time.monotonic()
             failure = run_notebook(notebook, learner)
