@@ -274,22 +274,28 @@ def provision(learner: Learner) -> str:
     return done.stdout
 
 
-def after_provisioning(printed: str, sandbox: dict[str, Any]) -> dict[str, str]:
-    """What the learner adds to .env after provisioning: the endpoint it printed, the number
-    bought in the portal, and their own phones.
+def after_provisioning(
+    printed: str, dotenv_now: dict[str, str], sandbox: dict[str, Any]
+) -> dict[str, str]:
+    """What the learner adds to .env after provisioning: the lines it printed ("Add these lines
+    to .env"), which must agree with what .env already says, filled in where it leaves a
+    placeholder: the number bought in the portal and the learner's own phones.
 
     The portal purchase is the learner's manual step (Azure sells no number through Resource
     Manager). Here the sandbox holds the numbers such a purchase gives: ``sandbox reset
     --empty`` (the harness, through the control API) puts them in the resource group's
     inventory, and the ACS resource provisioning creates under that name leases them; the
     learner reads the number off the portal, the harness off the sandbox's status."""
-    found = re.search(r"^\s*ACS_ENDPOINT=(\S+)$", printed, re.MULTILINE)
-    assert found, f"provisioning printed no ACS_ENDPOINT:\n{printed}"
-    return {
-        "ACS_ENDPOINT": found.group(1),
-        "SMS_FROM_NUMBER": sandbox["sender_numbers"][0],
-        "SMS_TO_NUMBER": ",".join(sandbox["learner_phones"][:2]),
-    }
+    _, _, block = printed.partition("Add these lines to .env")
+    lines = dict(re.findall(r"^  ([A-Z][A-Z0-9_]*)=(.*)$", block, re.MULTILINE))
+    assert {"ACS_ENDPOINT", "SMS_FROM_NUMBER", "SMS_TO_NUMBER"} <= set(lines), printed
+    for name, value in lines.items():
+        assert dotenv_now.get(name, value) == value, f"provisioning printed {name}={value}"
+    portal = {"SMS_FROM_NUMBER": sandbox["sender_numbers"][0],
+              "SMS_TO_NUMBER": ",".join(sandbox["learner_phones"][:2])}  # fmt: skip
+    added = {name: portal.get(name, value) for name, value in lines.items()}
+    assert not [v for v in added.values() if v.startswith("<")], added
+    return {name: value for name, value in added.items() if name not in dotenv_now}
 
 
 @dataclass
@@ -424,10 +430,11 @@ def rehearse(tmp: Path) -> Learner:
         az_login(learner, user, password)
         learner.timings["sign-in"] = time.monotonic() - started
         began = time.monotonic()
-        write_dotenv(learner, dotenv(sandbox, service_principal_secret(state)))
+        first = dotenv(sandbox, service_principal_secret(state))
+        write_dotenv(learner, first)
         created = provision(learner)
         assert "Created 9:" in created, created
-        write_dotenv(learner, after_provisioning(created, sandbox))
+        write_dotenv(learner, after_provisioning(created, first, sandbox))
         again = provision(learner)  # idempotent; puts SMS_FROM_NUMBER in the app's settings
         assert "Everything exists already: nothing to create." in again, again
         assert "The Function app's SMS_FROM_NUMBER is set." in again, again
