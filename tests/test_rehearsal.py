@@ -506,3 +506,25 @@ def test_notebook_credentials_skip_instance_discovery_where_the_kit_says():
     }
     assert found, "no notebook builds a credential with disable_instance_discovery"
     assert {v for _, v in found} <= {"private_authority", "kit.private_authority"}, found
+
+
+def test_a_failing_cell_is_named_and_an_expected_refusal_is_not(tmp_path: Path):
+    """The harness itself: a cell tagged raises-exception may fail; the next failing cell stops
+    the notebook, named by its index, with its error."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("1 / 0", metadata={"tags": ["raises-exception"]}),
+        nbformat.v4.new_code_cell("print('fine')"),
+        nbformat.v4.new_code_cell("{}['ACS_ENDPOINT']"),
+        nbformat.v4.new_code_cell("print('never run')"),
+    ]
+    path = tmp_path / "99-harness.ipynb"
+    nbformat.write(nb, path)
+    guard_log = tmp_path / "guard.log"
+    learner = Learner(tmp_path, learner_env(tmp_path / "home", tmp_path, guard_log), {}, guard_log)
+    failure = run_notebook(path, learner)
+    assert failure is not None and (failure.notebook, failure.index) == ("99-harness.ipynb", 3)
+    assert "KeyError: 'ACS_ENDPOINT'" in failure.error
+    assert str(failure).startswith("99-harness.ipynb, cell 3 (\"{}['ACS_ENDPOINT']\"):")
+    assert learner.kernel_pids and not guard_log.exists()
