@@ -9,6 +9,8 @@ The fixtures are registered for every test by tests/conftest.py; the functions a
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,13 @@ def kit(sandbox: dict[str, Any], control: Any):
     os.environ["SANDBOX_STATE_DIR"] = sandbox["state_dir"]
     os.environ["KIT_TARGET"] = "sandbox"
     control.reset()
+    with set_up_kit(saved) as made:
+        yield made
+
+
+@contextmanager
+def set_up_kit(saved: dict[str, str]) -> Iterator[helpers.Kit]:
+    """``helpers.setup()``, then the environment as ``saved`` and no current kit afterwards."""
     try:
         yield helpers.setup()
     finally:

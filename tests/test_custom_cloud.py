@@ -20,6 +20,7 @@ import pytest
 from azure.identity import AzureCliCredential, ClientSecretCredential
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.communication import CommunicationServiceManagementClient
+from helpers_kit import set_up_kit
 from real_az import RealAz, ensure_cli
 
 import helpers
@@ -98,13 +99,8 @@ def custom_cloud(sandbox, control, tmp_path, monkeypatch) -> Any:
     }
     (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
     monkeypatch.chdir(tmp_path)
-    saved = dict(os.environ)
-    try:
-        yield helpers.setup()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        target._current = None
+    with set_up_kit(dict(os.environ)) as made:
+        yield made
 
 
 def test_setup_reads_the_cloud_from_dotenv(custom_cloud, sandbox):

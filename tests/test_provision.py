@@ -225,7 +225,7 @@ def dev_token(sandbox: dict, control: Any, fresh: Any) -> str:
 
 
 def _arm(sandbox: dict, token: str, method: str, path: str, version: str, body: Any = None):
-    from conftest import https_json
+    from tests.conftest import https_json
 
     data = None if body is None else json.dumps(body).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

@@ -19,11 +19,11 @@ from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resource.resources import ResourceManagementClient
-from conftest import https_json
 
 import helpers
 from helpers import progress
 from sandbox import world
+from tests.conftest import https_json
 
 VM = "vm-tutorial"
 VM_ID = world.host_resource_id(VM)

@@ -357,13 +357,7 @@ class ResourceManager:
         if not isinstance(body, dict):
             raise _invalid_content("the body must be a JSON object")
         if replace:
-            location = body.get("location")
-            if not location or not isinstance(location, str):
-                raise ArmError(
-                    400,
-                    "LocationRequired",
-                    "The location property is required for this definition.",
-                )
+            location = _required_location(body)
             if _norm_location(location) != _norm_location(host["location"]):
                 raise _location_conflict(host["resource_id"], host["location"], location)
         with self.store.transaction():
@@ -392,11 +386,7 @@ class ResourceManager:
                     self.store.put("host", host["name"], host)
                 view = self.host_view(host)
             return 200, view
-        location = body.get("location")
-        if not location or not isinstance(location, str):
-            raise ArmError(
-                400, "LocationRequired", "The location property is required for this definition."
-            )
+        location = _required_location(body)
         name = scope.name or ""
         if rtype == VM_TYPE:
             _check_vm(body)
@@ -475,11 +465,7 @@ class ResourceManager:
         group = self._group(scope.subscription, scope.group or "")
         if not isinstance(body, dict):
             raise _invalid_content("the body must be a JSON object")
-        location = body.get("location")
-        if not location or not isinstance(location, str):
-            raise ArmError(
-                400, "LocationRequired", "The location property is required for this definition."
-            )
+        location = _required_location(body)
         rid = f"{group['id']}/providers/{rtype}/{scope.name}"
         with self.store.transaction():
             old = self.store.get("arm_resource", rid.lower())
@@ -559,11 +545,7 @@ class ResourceManager:
         self.authorize(rid, "Microsoft.Resources/subscriptions/resourceGroups/write")
         if not isinstance(body, dict):
             raise _invalid_content("the body must be a JSON object")
-        location = body.get("location")
-        if not location or not isinstance(location, str):
-            raise ArmError(
-                400, "LocationRequired", "The location property is required for this definition."
-            )
+        location = _required_location(body)
         with self.store.transaction():
             doc = self.store.get("resource_group", rg.lower())
             if doc is not None:
@@ -742,11 +724,7 @@ class ResourceManager:
                 f"The resource name '{name}' is invalid: use 3-128 letters, digits, '-' or '_', "
                 "starting with a letter or digit.",
             )
-        location = body.get("location")
-        if not location or not isinstance(location, str):
-            raise ArmError(
-                400, "LocationRequired", "The location property is required for this definition."
-            )
+        location = _required_location(body)
         rid = f"{group['id']}/providers/{UAI_TYPE}/{name}"
         with self.store.transaction():
             existing = self.store.get("user_assigned_identity", rid.lower())
@@ -1149,11 +1127,7 @@ class ResourceManager:
         group = self._group(scope.subscription, scope.group or "")
         if not isinstance(body, dict):
             raise _invalid_content("the body must be a JSON object")
-        location = body.get("location")
-        if not location or not isinstance(location, str):
-            raise ArmError(
-                400, "LocationRequired", "The location property is required for this definition."
-            )
+        location = _required_location(body)
         props = body.get("properties") if isinstance(body.get("properties"), dict) else {}
         data_location = props.get("dataLocation")
         with self.store.transaction():
@@ -1271,6 +1245,16 @@ def _check_vm(body: dict[str, Any]) -> None:
         raise ArmError(
             400, "InvalidParameter", f"Required parameter '{missing}' is missing (null).", missing
         )
+
+
+def _required_location(body: dict[str, Any]) -> str:
+    """Every tracked resource's ``location``: ARM's 400 LocationRequired when missing."""
+    location = body.get("location")
+    if not location or not isinstance(location, str):
+        raise ArmError(
+            400, "LocationRequired", "The location property is required for this definition."
+        )
+    return location
 
 
 def _hex(guid: str) -> str:
