@@ -277,9 +277,8 @@ def test_doctor_checks_your_sign_in_for_resource_manager(custom_cloud, sandbox, 
     what it is used for: Resource Manager in .env's cloud. An Azure CLI sign-in gets no
     Communication Services token (AADSTS65002, notebook 3), so asking for one failed every
     learner signed in the documented way."""
-    from test_developer_signin import developer_password
-
     from helpers.doctor import check_azure
+    from tests.test_developer_signin import developer_password
 
     monkeypatch.setenv("ACS_ENDPOINT", sandbox["acs_endpoint"])  # https://127.0.0.1:PORT/
     monkeypatch.setenv("SANDBOX_STATE_DIR", sandbox["state_dir"])  # the az stand-in's profile
