@@ -528,3 +528,38 @@ def test_a_failing_cell_is_named_and_an_expected_refusal_is_not(tmp_path: Path):
     assert "KeyError: 'ACS_ENDPOINT'" in failure.error
     assert str(failure).startswith("99-harness.ipynb, cell 3 (\"{}['ACS_ENDPOINT']\"):")
     assert learner.kernel_pids and not guard_log.exists()
+
+
+def test_notebook_3s_prod_chain_gives_back_your_own_choice(tmp_path: Path):
+    """Notebook 3 shows the `prod` chain failing on a laptop by setting AZURE_TOKEN_CREDENTIALS
+    for one cell. A learner who set it in .env (Microsoft suggests `dev` for development) must
+    get their own value back, not have it deleted for every later cell."""
+    import jupytext
+
+    source = REPO / "tools" / "notebooks" / "03-authenticate.md"
+    (prod_cell,) = [
+        cell.source
+        for cell in jupytext.read(source).cells
+        if 'os.environ["AZURE_TOKEN_CREDENTIALS"] = "prod"' in cell.source
+    ]
+    example = (REPO / ".env.example").read_text()
+    (tmp_path / ".env").write_text(example + "\nAZURE_TOKEN_CREDENTIALS=dev\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import os\n\nimport helpers\n"
+            "from azure.core.exceptions import ClientAuthenticationError\n"
+            "from azure.identity import DefaultAzureCredential\n\n"
+            "kit = helpers.setup()\n"
+            'ACS_SCOPE = "https://communication.azure.com//.default"'
+        ),
+        nbformat.v4.new_code_cell(prod_cell),
+        nbformat.v4.new_code_cell('assert os.environ["AZURE_TOKEN_CREDENTIALS"] == "dev"'),
+    ]
+    path = tmp_path / "98-prod-chain.ipynb"
+    nbformat.write(nb, path)
+    guard_log = tmp_path / "guard.log"
+    learner = Learner(tmp_path, learner_env(tmp_path / "home", tmp_path, guard_log), {}, guard_log)
+    assert run_notebook(path, learner) is None
+    assert list(learner.refusals[path.stem]) == [1]  # prod's managed identity: the IMDS probe
+    assert not_a_laptops_imds_probe(_guard_lines(guard_log), learner.kernel_pids) == []
