@@ -272,7 +272,7 @@ def test_doctor_checks_the_credential_in_the_custom_cloud(custom_cloud, control,
     assert check.ok is True, check
 
 
-def test_doctor_checks_your_sign_in_for_resource_manager(custom_cloud, sandbox, monkeypatch):
+def test_doctor_checks_your_sign_in_for_resource_manager(custom_cloud, sandbox):
     """On Azure the doctor checks the sign-in this kernel uses (the developer's `az login`) for
     what it is used for: Resource Manager in .env's cloud. An Azure CLI sign-in gets no
     Communication Services token (AADSTS65002, notebook 3), so asking for one failed every
@@ -280,11 +280,11 @@ def test_doctor_checks_your_sign_in_for_resource_manager(custom_cloud, sandbox, 
     from helpers.doctor import check_azure
     from tests.test_developer_signin import developer_password
 
-    monkeypatch.setenv("ACS_ENDPOINT", sandbox["acs_endpoint"])  # https://127.0.0.1:PORT/
-    monkeypatch.setenv("SANDBOX_STATE_DIR", sandbox["state_dir"])  # the az stand-in's profile
-    monkeypatch.setenv(
-        "PATH", f"{personas.bin_dir(Path(sandbox['state_dir']))}:{os.environ['PATH']}"
-    )
+    # Set directly: custom_cloud puts the whole environment back. (monkeypatch would restore
+    # .env's ACS_ENDPOINT after custom_cloud's clean-up, leaking it into later tests.)
+    os.environ["ACS_ENDPOINT"] = sandbox["acs_endpoint"]  # https://127.0.0.1:PORT/
+    os.environ["SANDBOX_STATE_DIR"] = sandbox["state_dir"]  # the az stand-in's profile
+    os.environ["PATH"] = f"{personas.bin_dir(Path(sandbox['state_dir']))}:{os.environ['PATH']}"
     shutil.rmtree(Path(sandbox["state_dir"]) / "azure-cli", ignore_errors=True)
     try:
         for args in (
