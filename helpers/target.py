@@ -100,7 +100,7 @@ class ServicePrincipal:
 
     tenant_id: str
     client_id: str
-    client_secret: str = field(repr=False)
+    secret: str = field(repr=False)
 
     @contextmanager
     def environment(self) -> Iterator[None]:
@@ -110,7 +110,7 @@ class ServicePrincipal:
         names = {
             "AZURE_TENANT_ID": self.tenant_id,
             "AZURE_CLIENT_ID": self.client_id,
-            "AZURE_CLIENT_SECRET": self.client_secret,
+            "AZURE_CLIENT_SECRET": self.secret,
         }
         saved = {name: os.environ.get(name) for name in names}
         os.environ.update(names)
@@ -189,7 +189,7 @@ class Kit:
                 "KIT_SP_TENANT_ID", *SP_SETTINGS["KIT_SP_TENANT_ID"], self.tenant_id
             ),
             client_id=_setting("KIT_SP_CLIENT_ID", *SP_SETTINGS["KIT_SP_CLIENT_ID"]),
-            client_secret=_setting("KIT_SP_CLIENT_SECRET", *SP_SETTINGS["KIT_SP_CLIENT_SECRET"]),
+            secret=_setting("KIT_SP_CLIENT_SECRET", *SP_SETTINGS["KIT_SP_CLIENT_SECRET"]),
         )
 
     @property
