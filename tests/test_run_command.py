@@ -8,6 +8,8 @@ own identity and environment, and ARM's answers to bad input.
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from typing import Any
 
@@ -346,6 +348,38 @@ def test_a_finished_operation_answers_after_a_restart(own_settings):
     status, _, answer = _request(second, token, "GET", again)
     assert status == 200 and answer["status"] == "Succeeded"
     assert answer["properties"]["output"]["value"][0]["message"].endswith("kept\n\n[stderr]\n")
+
+
+def test_a_script_still_running_ends_with_the_sandbox(own_settings):
+    """Stopping the sandbox ends a VM's running script (its process group), and the restarted
+    sandbox answers that operation as ended by the restart."""
+    from sandbox import client
+    from tests.test_conformance_run_command import _request, _start
+
+    first = client.start(own_settings)
+    token = forge(own_settings, first, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    body = {"commandId": "RunShellScript", "script": ['echo $$ > "$HOME/pid"', "exec sleep 60"]}
+    status, headers, _ = _start(
+        first, token, {"path": VM_ID + "/runCommand", "api_version": "2024-07-01", "body": body}
+    )
+    assert status == 202
+    pid_file = own_settings.state_dir / "hosts" / "vm-tutorial" / "home" / "pid"
+    deadline = time.monotonic() + 10
+    while not (pid_file.exists() and pid_file.read_text().strip()):  # the script has started
+        assert time.monotonic() < deadline, "the script never started"
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    client.stop(own_settings)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+    second = client.start(own_settings)
+    token = forge(own_settings, second, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    again = headers["Azure-AsyncOperation"].replace(first["https_url"], second["https_url"])
+    status, _, answer = _request(second, token, "GET", again)
+    assert status == 200 and answer["status"] == "Failed"
+    assert "restarted" in answer["error"]["message"]
+    client.stop(own_settings)
 
 
 def test_the_sandboxs_vm_comes_prepared_so_the_helpers_script_installs_nothing(developer_compute):

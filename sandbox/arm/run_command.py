@@ -116,6 +116,19 @@ class RunCommands:
     def __init__(self) -> None:
         self.operations: dict[str, Operation] = {}
         self.busy: dict[str, str] = {}  # vm name (lower) -> operation id
+        self.running: dict[str, asyncio.subprocess.Process] = {}  # operation id -> its script
+        self.stopping = False
+
+    async def stop_all(self) -> None:
+        """End every script still running (its whole process group) and wait for each: a VM's
+        programs end with the sandbox. Their operations stay in progress in the store, so a
+        restarted sandbox answers them as ended by the restart (see ``_stored``)."""
+        self.stopping = True
+        for proc in list(self.running.values()):
+            with contextlib.suppress(ProcessLookupError):  # it ended just now
+                os.killpg(proc.pid, signal.SIGKILL)
+        for proc in list(self.running.values()):
+            await proc.wait()
 
 
 def registry(sb: Sandbox) -> RunCommands:
@@ -248,8 +261,11 @@ async def _execute(sb: Sandbox, op: Operation, script: list[str], args: list[str
                 stderr=err,
                 start_new_session=True,
             )
+            rc.running[op.id] = proc
             try:
                 await asyncio.wait_for(proc.wait(), time_limit(sb))
+                if rc.stopping:  # ended by the sandbox's stop, not by itself
+                    return
                 op.status = "Succeeded"
                 op.output = result(out_file.read_bytes(), err_file.read_bytes())
             except TimeoutError:
@@ -266,6 +282,7 @@ async def _execute(sb: Sandbox, op: Operation, script: list[str], args: list[str
         op.status = "Failed"
         op.error = {"code": "InternalExecutionError", "message": f"The script did not start: {e}"}
     finally:
+        rc.running.pop(op.id, None)
         op.ended = time.time()
         rc.busy.pop(op.vm.lower(), None)
         sb.store.put("run_command_operation", op.id, op.to_doc())
