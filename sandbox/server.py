@@ -249,7 +249,7 @@ async def _run(settings: Settings, store, secret: str, keys: _Keys) -> None:
         await stopping.wait()
     finally:
         await sandbox.function_hosts.stop_all()  # the sites' workers end with the sandbox
-        if sandbox.run_commands is not None:  # and so do the VMs' running scripts
+        if sandbox.run_commands is not None:  # and so do the VMs' programs
             await sandbox.run_commands.stop_all()
         for server in servers:
             server.should_exit = server.force_exit = True

@@ -11,6 +11,7 @@ import json
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -380,6 +381,69 @@ def test_a_script_still_running_ends_with_the_sandbox(own_settings):
     assert status == 200 and answer["status"] == "Failed"
     assert "restarted" in answer["error"]["message"]
     client.stop(own_settings)
+
+
+def _python(executable: str, *code: str) -> list[str]:
+    """Script lines running ``code`` as ``EXECUTABLE -``, then printing its exit status."""
+    return [f"{executable} - <<'EOF'", *code, "EOF", 'echo "status $?"']
+
+
+WARM = '"$HOME/.acs-kit/venv/bin/python"'  # the venv's python: the VM's warm interpreter
+COLD = "python3"  # a plain interpreter started for the program
+
+
+def _warm_ready(compute: ComputeManagementClient) -> None:
+    """Until a program finds the SDKs already imported: the VM's warm interpreter runs it."""
+    probe = _python(WARM, "import sys", "print('azure.identity' in sys.modules)")
+    for _ in range(50):
+        if stdout_of(run(compute, *probe)).startswith("True"):
+            return
+    raise AssertionError("the VM's warm interpreter never answered")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        ("import sys", "print('out'); print('err', file=sys.stderr)", "sys.exit(3)"),
+        ("def f():", "    raise ValueError('boom')", "f()"),
+        ("import os, sys", "print(os.getcwd().split('/')[-2], sys.argv, sorted(os.environ))"),
+    ],
+    ids=["exit-status", "uncaught-exception", "folder-argv-environment"],
+)
+def test_a_warm_program_behaves_as_a_cold_one(developer_compute, code):
+    """The warm interpreter only saves the imports: output, exit status, traceback, folder,
+    arguments and environment are what a freshly started ``python -`` gives."""
+    _warm_ready(developer_compute)
+    warm = run(developer_compute, *_python(WARM, *code)).value[0].message
+    cold = run(developer_compute, *_python(COLD, *code)).value[0].message
+    assert warm == cold
+    assert "status" in warm
+
+
+def test_a_warm_program_ends_when_its_script_is_killed(fresh, developer_compute, sandbox):
+    _warm_ready(developer_compute)
+    pid_file = Path(sandbox["state_dir"]) / "hosts" / VM / "home" / "warm.pid"
+    pid_file.unlink(missing_ok=True)
+    fresh("POST", "/_sandbox/faults/run_command_time_limit", {"seconds": 1})
+    try:
+        code = (
+            "import os, time",
+            "open(os.environ['HOME'] + '/warm.pid', 'w').write(str(os.getpid()))",
+            "time.sleep(30)",
+        )
+        with pytest.raises(HttpResponseError):
+            run(developer_compute, *_python(WARM, *code))
+    finally:
+        fresh("DELETE", "/_sandbox/faults/run_command_time_limit")
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while True:  # the forked program notices its launcher is gone and ends
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "the warm program outlived its script"
+        time.sleep(0.05)
 
 
 def test_the_sandboxs_vm_comes_prepared_so_the_helpers_script_installs_nothing(developer_compute):

@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sandbox import audit, faults, world
-from sandbox.arm import providers
+from sandbox.arm import providers, vm_python
 from sandbox.arm.models import ArmError, ResourceManager, Scope
 from sandbox.runtime import Sandbox, sandbox_of
 
@@ -117,6 +117,7 @@ class RunCommands:
         self.operations: dict[str, Operation] = {}
         self.busy: dict[str, str] = {}  # vm name (lower) -> operation id
         self.running: dict[str, asyncio.subprocess.Process] = {}  # operation id -> its script
+        self.warm: dict[str, asyncio.subprocess.Process] = {}  # vm name (lower) -> vm_python
         self.stopping = False
 
     async def stop_all(self) -> None:
@@ -124,10 +125,11 @@ class RunCommands:
         programs end with the sandbox. Their operations stay in progress in the store, so a
         restarted sandbox answers them as ended by the restart (see ``_stored``)."""
         self.stopping = True
-        for proc in list(self.running.values()):
+        procs = [*self.running.values(), *self.warm.values()]
+        for proc in procs:
             with contextlib.suppress(ProcessLookupError):  # it ended just now
                 os.killpg(proc.pid, signal.SIGKILL)
-        for proc in list(self.running.values()):
+        for proc in procs:
             await proc.wait()
 
 
@@ -202,17 +204,48 @@ def _undeserializable(name: str, wanted: str) -> ArmError:
 
 
 def vm_home(sb: Sandbox, vm: str) -> Path:
-    """The VM's own folder, with ``python3`` and the kit's venv ready (made on first use)."""
+    """The VM's own folder, with ``python3`` and the kit's venv ready (made on first use); the
+    venv's ``python`` hands ``python -`` programs to the VM's warm interpreter (vm_python.py)."""
     home = sb.settings.state_dir / "hosts" / vm.lower() / "home"
-    wrapper = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n'
-    for folder, name in ((home / "bin", "python3"), (home / KIT_VENV / "bin", "python")):
+    cold = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n'
+    warm = vm_python.launcher(str(warm_socket(sb, vm)), sys.executable)
+    for folder, name, text in (
+        (home / "bin", "python3", cold),
+        (home / KIT_VENV / "bin", "python", warm),
+    ):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         target = folder / name
-        if not target.exists() or target.read_text() != wrapper:
-            target.write_text(wrapper)
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
             target.chmod(0o700)
     (home / KIT_VENV / ".acs-kit-ready").touch()
     return home
+
+
+def warm_socket(sb: Sandbox, vm: str) -> Path:
+    return sb.settings.state_dir / "hosts" / vm.lower() / "py.sock"
+
+
+async def _warm_up(sb: Sandbox, vm: str, home: Path) -> None:
+    """Start the VM's warm interpreter once (its first program runs cold meanwhile)."""
+    rc = registry(sb)
+    found = rc.warm.get(vm.lower())
+    if found is not None and found.returncode is None:
+        return
+    log = (home.parent / "warm-python.log").open("ab")
+    with log:
+        rc.warm[vm.lower()] = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sandbox.arm.vm_python",
+            str(warm_socket(sb, vm)),
+            cwd=home,
+            env=vm_environment(sb, vm, home),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
 
 
 def vm_environment(sb: Sandbox, vm: str, home: Path) -> dict[str, str]:
@@ -249,6 +282,7 @@ async def _execute(sb: Sandbox, op: Operation, script: list[str], args: list[str
     path.write_text("\n".join(script) + "\n")
     out_file, err_file = folder / "stdout", folder / "stderr"
     try:
+        await _warm_up(sb, op.vm, home)
         with out_file.open("wb") as out, err_file.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
                 "/bin/bash",
