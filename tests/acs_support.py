@@ -237,11 +237,13 @@ class Specs:
         return on_response
 
 
-def developer_mgmt(client_class: type, fixture: Any) -> Any:
+def developer_mgmt(
+    client_class: type, fixture: Any, oid: str = world.DEVELOPER_OID, **claims: Any
+) -> Any:
     """A management SDK client of ``client_class`` acting as the developer (Owner of the
-    subscription), with a token forged for Resource Manager; ``fixture`` is ``control`` or
-    ``fresh``."""
-    token = forge(fixture.settings, fixture.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    subscription), or the principal ``oid`` names, with a token forged for Resource Manager;
+    ``fixture`` is ``control`` or ``fresh``."""
+    token = forge(fixture.settings, fixture.doc, oid=oid, audience=ARM_AUDIENCE, **claims)
     return client_class(
         StaticCredential(token),
         world.SUBSCRIPTION_ID,

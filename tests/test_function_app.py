@@ -19,7 +19,14 @@ from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.web import WebSiteManagementClient
 
 from sandbox import client, world
-from tests.acs_support import ARM_AUDIENCE, PHONE, StaticCredential, connection_string, forge
+from tests.acs_support import (
+    ARM_AUDIENCE,
+    PHONE,
+    StaticCredential,
+    connection_string,
+    developer_mgmt,
+    forge,
+)
 from tests.test_arm import FUNC_ID, new_uai, set_identity, sp_credential_for
 
 SITE = "func-tutorial"
@@ -29,23 +36,11 @@ CONTRIBUTOR = world.role_definition_id(world.CONTRIBUTOR_ROLE_ID)
 
 
 def web_client(fresh, oid: str = world.DEVELOPER_OID) -> WebSiteManagementClient:
-    token = forge(fresh.settings, fresh.doc, oid=oid, audience=ARM_AUDIENCE)
-    return WebSiteManagementClient(
-        StaticCredential(token),
-        world.SUBSCRIPTION_ID,
-        base_url=fresh.doc["arm_url"],
-        credential_scopes=["https://management.azure.com/.default"],
-    )
+    return developer_mgmt(WebSiteManagementClient, fresh, oid)
 
 
 def authz(fresh) -> AuthorizationManagementClient:
-    token = forge(fresh.settings, fresh.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
-    return AuthorizationManagementClient(
-        StaticCredential(token),
-        world.SUBSCRIPTION_ID,
-        base_url=fresh.doc["arm_url"],
-        credential_scopes=["https://management.azure.com/.default"],
-    )
+    return developer_mgmt(AuthorizationManagementClient, fresh)
 
 
 def grant(fresh, principal_id: str, role_id: str, scope: str = world.ACS_RESOURCE_ID) -> None:

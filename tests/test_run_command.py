@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 import pytest
-from acs_support import ARM_AUDIENCE, StaticCredential, developer_mgmt, forge
+from acs_support import ARM_AUDIENCE, developer_mgmt, forge
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.compute import ComputeManagementClient
@@ -52,21 +52,20 @@ def developer_compute(fresh) -> ComputeManagementClient:
     return developer_mgmt(ComputeManagementClient, fresh)
 
 
+def _post_raw(fresh, sandbox, data: bytes) -> tuple[int, Any]:
+    """A Run Command POST as raw bytes from the developer, for what the SDK cannot send."""
+    token = forge(fresh.settings, fresh.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    return https_json(sandbox, "POST", RUN_PATH, data=data, headers=headers)
+
+
 def _principal_with_token(fresh) -> tuple[str, ComputeManagementClient]:
     """A user-assigned identity's principal and a Compute client that acts as it."""
     msi = developer_mgmt(ManagedServiceIdentityClient, fresh)
     uai = msi.user_assigned_identities.create_or_update(
         world.RESOURCE_GROUP, "id-runner", {"location": world.LOCATION}
     )
-    token = forge(
-        fresh.settings, fresh.doc, oid=uai.principal_id, audience=ARM_AUDIENCE, idtyp="app"
-    )
-    compute = ComputeManagementClient(
-        StaticCredential(token),
-        world.SUBSCRIPTION_ID,
-        base_url=fresh.doc["arm_url"],
-        credential_scopes=["https://management.azure.com/.default"],
-    )
+    compute = developer_mgmt(ComputeManagementClient, fresh, uai.principal_id, idtyp="app")
     return uai.principal_id, compute
 
 
@@ -113,15 +112,8 @@ def test_the_result_has_azures_shape_whatever_the_exit_code(developer_compute):
 
 
 def test_the_operation_answers_202_with_both_polling_addresses(fresh, sandbox):
-    token = forge(fresh.settings, fresh.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
     body = json.dumps({"commandId": "RunShellScript", "script": ["echo raw"]}).encode()
-    status, answer = https_json(
-        sandbox,
-        "POST",
-        RUN_PATH,
-        data=body,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
+    status, answer = _post_raw(fresh, sandbox, body)
     # https_json reads no headers; the SDK test above follows them. Here: 202 and no body.
     assert (status, answer) == (202, None)
 
@@ -231,14 +223,7 @@ def test_unknown_command_ids_are_refused_as_azure_does(developer_compute):
     ],
 )
 def test_bad_input_gets_arms_errors(fresh, sandbox, body, status, code):
-    token = forge(fresh.settings, fresh.doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
-    got, answer = https_json(
-        sandbox,
-        "POST",
-        RUN_PATH,
-        data=body,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
+    got, answer = _post_raw(fresh, sandbox, body)
     assert got == status
     assert answer["error"]["code"] == code
 
