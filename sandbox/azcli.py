@@ -242,8 +242,9 @@ def login_service_principal(settings: Settings, opts: dict[str, str]) -> int:
 
 def _device_code(settings: Settings, base: str, tenant: str, wanted: str) -> dict[str, Any]:
     """The device-code sign-in: show the message, poll every ``interval`` until a person
-    answers (this stand-in waits first, so an approval given right after the message lands
-    before the first poll; MSAL polls first)."""
+    answers. This stand-in waits before each poll (MSAL polls first), so an approval given
+    right after the message lands before the first poll, and it wakes as soon as the sandbox
+    has the answer (``_wait_for_answer``), so an approved sign-in does not sit out the interval."""
     status, flow = _call(
         settings,
         f"{base}/{urllib.parse.quote(tenant)}/oauth2/v2.0/devicecode",
@@ -255,7 +256,7 @@ def _device_code(settings: Settings, base: str, tenant: str, wanted: str) -> dic
     deadline = time.monotonic() + int(flow.get("expires_in", 900))
     interval = max(int(flow.get("interval", 5)), 1)
     while True:
-        time.sleep(interval)
+        _wait_for_answer(settings, flow.get("user_code", ""), interval)
         status, result = _call(
             settings,
             f"{base}/{urllib.parse.quote(tenant)}/oauth2/v2.0/token",
@@ -271,6 +272,22 @@ def _device_code(settings: Settings, base: str, tenant: str, wanted: str) -> dic
         if result.get("error") != "authorization_pending" or time.monotonic() > deadline:
             raise CliError(_aad_error(result))
     return result
+
+
+def _wait_for_answer(settings: Settings, user_code: str, seconds: int) -> None:
+    """Sleep up to ``seconds``, waking once a person has answered ``user_code`` (the sandbox's
+    control call; plumbing, not the protocol). Without it, sleep as the real CLI does."""
+    from sandbox import client
+
+    started = time.monotonic()
+    try:
+        client.control(
+            settings,
+            "GET",
+            f"/_sandbox/device-codes/{urllib.parse.quote(user_code)}/wait?seconds={seconds}",
+        )
+    except (client.SandboxError, OSError, ValueError):
+        time.sleep(max(0.0, seconds - (time.monotonic() - started)))
 
 
 def _password(

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import ssl
+import threading
 import time
 import urllib.request
 import uuid
@@ -581,6 +582,29 @@ def test_device_code_flow_pending_approved_redeemed(sandbox, fresh, verify):
 
     status, body = poll(sandbox, flow, "organizations")  # a device code works once
     assert status == 400 and body["error"] == "invalid_grant"
+
+
+def test_waiting_for_a_device_code_answer_ends_at_the_answer(sandbox, fresh):
+    """The sandbox's az waits here between polls: as long as asked while nobody answers, and
+    no longer once someone does, so an approved sign-in does not sit out the interval."""
+    code = start_device_code(sandbox)["user_code"]
+    started = time.monotonic()
+    assert fresh("GET", f"/_sandbox/device-codes/{code}/wait?seconds=0.3")["answered"] is False
+    assert time.monotonic() - started >= 0.3
+
+    answer: dict = {}
+    waiter = threading.Thread(
+        target=lambda: answer.update(fresh("GET", f"/_sandbox/device-codes/{code}/wait?seconds=5"))
+    )
+    started = time.monotonic()
+    waiter.start()
+    fresh("POST", f"/_sandbox/device-codes/{code}/approve")
+    waiter.join(10)
+    assert answer["answered"] is True and time.monotonic() - started < 4
+
+    for seconds in ("6", "-1", "soon"):
+        with pytest.raises(client.SandboxError, match="seconds must be from 0 to 5"):
+            fresh("GET", f"/_sandbox/device-codes/{code}/wait?seconds={seconds}")
 
 
 def test_device_code_expiry_and_denial(sandbox, fresh):

@@ -30,8 +30,9 @@ def test_device_code_sign_in_then_the_cli_credential_works(kit, shown):
     kit.sandbox.approve(login.code)
     login.wait(timeout=30)
     assert login.user == DEVELOPER
-    # The sandbox's az waits `interval` before it polls, so an approval given as the code
-    # appears is there at the first poll: one redemption, no authorization_pending.
+    # The sandbox's az waits (up to `interval`, until the answer) before it polls, so an
+    # approval given as the code appears is there at the first poll: one redemption, no
+    # authorization_pending.
     polls = [e for e in kit.sandbox.requests_since(mark) if e.get("credential") == "device-code"]
     assert [e["decision"] for e in polls] == ["issued"]
     assert repr(shown[-1]) == (

@@ -720,6 +720,16 @@ class Entra:
             return key, doc
         return None
 
+    def device_code_answered(self, user_code: str) -> bool:
+        """Whether polling the code now gets more than ``authorization_pending``: a person
+        answered it, it ran out, or it is unknown."""
+        found = self.find_user_code(user_code)
+        return (
+            found is None
+            or found[1]["status"] != "pending"
+            or (found[1]["expires_at"] <= clock.now())
+        )
+
     def pending_device_codes(self) -> list[dict[str, Any]]:
         now = clock.now()
         return [

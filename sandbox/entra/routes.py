@@ -7,10 +7,12 @@ missing parameter and is answered the way Entra answers it, never with a 500.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import re
+import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -270,6 +272,29 @@ async def expire_code(request: Request) -> Response:
     return JSONResponse({"user_code": doc["user_code"], "status": "expired"})
 
 
+WAIT_LIMIT = 5.0  # seconds: Entra's own polling interval, the longest a poller sleeps
+
+
+@requires_secret
+async def wait_for_code(request: Request) -> Response:
+    """Answer once a person has answered the code (or it ran out), at the latest after
+    ``seconds``. The sandbox's ``az`` waits here instead of sleeping out its polling interval,
+    so a sign-in approved from a notebook completes at once; Entra has no such call, and the
+    control API is not in the request log, so what the log and diagrams show is unchanged."""
+    entra = entra_of(request)
+    try:
+        seconds = float(request.query_params.get("seconds", "1"))
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= WAIT_LIMIT:
+        return control_error(400, "BadRequest", f"seconds must be from 0 to {WAIT_LIMIT:g}.")
+    code = request.path_params["user_code"]
+    deadline = time.monotonic() + seconds
+    while not (answered := entra.device_code_answered(code)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return JSONResponse({"user_code": code, "answered": answered})
+
+
 @requires_secret
 async def list_codes(request: Request) -> Response:
     return JSONResponse({"value": entra_of(request).pending_device_codes()})
@@ -320,6 +345,7 @@ def routes() -> list[BaseRoute]:
         Route("/_sandbox/federated-token", federated_token, methods=["POST"]),
         Route("/_sandbox/developer", developer_sign_in),
         Route("/_sandbox/device-codes", list_codes),
+        Route("/_sandbox/device-codes/{user_code}/wait", wait_for_code),
         Route("/_sandbox/device-codes/{user_code}/approve", approve_code, methods=["POST"]),
         Route("/_sandbox/device-codes/{user_code}/deny", deny_code, methods=["POST"]),
         Route("/_sandbox/device-codes/{user_code}/expire", expire_code, methods=["POST"]),
