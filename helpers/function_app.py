@@ -19,15 +19,16 @@ _cache: dict[str, tuple[str, str]] = {}  # site name -> (base URL, host key)
 def _url_and_key(credential: Any = None) -> tuple[str, str]:
     """(``https://{defaultHostName}/api``, the host's default function key), from Resource
     Manager, read once per kernel."""
-    from azure.identity import AzureCliCredential
     from azure.mgmt.web import WebSiteManagementClient
+
+    from helpers.progress import developer_credential
 
     kit = target.current()
     name = kit.func_app_name
     if name not in _cache:
         with target.acting_as("developer"):  # on the sandbox: the developer's az on PATH
             client = WebSiteManagementClient(
-                credential or AzureCliCredential(),
+                credential or developer_credential(kit),
                 kit.subscription_id,
                 **target.mgmt_client_kwargs(),
             )

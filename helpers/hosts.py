@@ -124,33 +124,18 @@ def _explain(name: str, error: Any) -> HostError:
     return HostError(f"Run Command on {name} failed: {text}")
 
 
-class _SignedIn:
-    """Your credential, asked once before the cell's picture starts (so the picture shows the
-    run, not how your laptop signs in), its token reused until five minutes before it expires."""
-
-    def __init__(self, credential: Any) -> None:
-        self._credential = credential
-        self._tokens: dict[tuple[str, ...], Any] = {}
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        import time
-
-        found = self._tokens.get(scopes)
-        if found is None or found.expires_on - 300 < time.time():
-            found = self._tokens[scopes] = self._credential.get_token(*scopes, **kwargs)
-        return found
-
-
 def _compute_client(kit: target.Kit) -> Any:
     """One Compute client per target, signed in as you (the developer)."""
     from azure.core.exceptions import ClientAuthenticationError
-    from azure.identity import DefaultAzureCredential
     from azure.mgmt.compute import ComputeManagementClient
+
+    from helpers.progress import developer_credential
 
     key = (kit.target, kit.subscription_id, kit.arm_url)
     if key not in _CLIENTS:
         kwargs = target.mgmt_client_kwargs()
-        credential = _SignedIn(DefaultAzureCredential())
+        # asked once before the cell's picture starts (so it shows the run, not your sign-in)
+        credential = developer_credential(kit)
         scope = (kwargs.get("credential_scopes") or [target.ARM_SCOPE])[0]
         quiet = logging.getLogger("azure.identity")
         level = quiet.level

@@ -106,6 +106,22 @@ class SharedToken:
         return token
 
 
+def developer_credential(kit: target.Kit) -> SharedToken:
+    """You, signed in, for every helper that acts as you with this kit (catching up, Run
+    Command, reading the Function app's key): one token they share, so ``az`` runs once, not
+    once per helper. A new set-up cell makes a new kit, which starts afresh. On the sandbox it
+    is ``AzureCliCredential`` (the developer's ``az``); on Azure ``DefaultAzureCredential``,
+    whichever way you signed in."""
+    if kit.signed_in is None:
+        credential = None
+        if kit.target != target.SANDBOX:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        kit.signed_in = SharedToken(credential)
+    return kit.signed_in
+
+
 def _az_profile_exists(kit: target.Kit) -> bool:
     """Whether the sandbox's ``az`` keeps a sign-in at all. A fresh or reset sandbox has none,
     so asking ``az`` for a token (a process of its own) can only fail: every set-up cell of a
@@ -279,7 +295,7 @@ def catch_up(through: int, quiet: bool = False) -> str:
         )
     else:
         with target.acting_as("developer"):
-            credential = SharedToken()  # one az token for the check and every client
+            credential = developer_credential(kit)  # one token: the check, every client
             sign_in_developer(kit, credential=credential)
             if through >= 1:
                 principals = enable_identities(kit, credential)

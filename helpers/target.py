@@ -145,6 +145,8 @@ class Kit:
     # The tutorial's hosts; on Azure, .env may name them differently.
     vm_name: str = "vm-tutorial"
     func_app_name: str = "func-tutorial"
+    # You, signed in, shared by the helpers that act as you (progress.developer_credential).
+    signed_in: Any = field(default=None, repr=False, compare=False)
 
     @property
     def acs_resource_id(self) -> str:

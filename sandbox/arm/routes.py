@@ -186,7 +186,10 @@ async def _resource(
             return _ok(rm.regenerate_acs_key(scope, await _body(request)))
         raise ArmError(404, "NotFound", f"The action '{action}' is not known for {ACS_TYPE}.")
     if method == "GET":
-        return _ok(rm.get_resource(scope))
+        found = rm.get_resource(scope)
+        if rtype == "microsoft.compute/virtualmachines":
+            await run_command.warm_up(sandbox_of(request), scope.name)
+        return _ok(found)
     if rtype in HOST_TYPES and method == "PATCH":
         return _ok(rm.update_host(scope, await _body(request), replace=False))
     if rtype in HOST_TYPES and method == "PUT":

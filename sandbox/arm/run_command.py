@@ -226,12 +226,13 @@ def warm_socket(sb: Sandbox, vm: str) -> Path:
     return sb.settings.state_dir / "hosts" / vm.lower() / "py.sock"
 
 
-async def _warm_up(sb: Sandbox, vm: str, home: Path) -> None:
+async def warm_up(sb: Sandbox, vm: str, home: Path | None = None) -> None:
     """Start the VM's warm interpreter once (its first program runs cold meanwhile)."""
     rc = registry(sb)
     found = rc.warm.get(vm.lower())
     if found is not None and found.returncode is None:
         return
+    home = home or vm_home(sb, vm)
     log = (home.parent / "warm-python.log").open("ab")
     with log:
         rc.warm[vm.lower()] = await asyncio.create_subprocess_exec(
@@ -282,7 +283,7 @@ async def _execute(sb: Sandbox, op: Operation, script: list[str], args: list[str
     path.write_text("\n".join(script) + "\n")
     out_file, err_file = folder / "stdout", folder / "stderr"
     try:
-        await _warm_up(sb, op.vm, home)
+        await warm_up(sb, op.vm, home)
         with out_file.open("wb") as out, err_file.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
                 "/bin/bash",
