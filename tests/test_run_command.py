@@ -313,6 +313,29 @@ def test_on_host_asks_to_sign_in_first(kit):
     assert str(signed_out.value).startswith("Sign in first")
 
 
+def test_reading_a_vm_starts_its_warm_python(own_settings):
+    """A VM that is read (notebook set-up, a lesson's first look at it) is about to run
+    programs: its warm interpreter starts then, not on the first program, which would run cold
+    while it starts."""
+    from sandbox import client
+
+    doc = client.start(own_settings)
+    socket_file = own_settings.state_dir / "hosts" / VM / "py.sock"
+    assert not socket_file.exists()
+    token = forge(own_settings, doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    status, _ = https_json(
+        doc,
+        "GET",
+        f"{VM_ID}?api-version=2024-07-01",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert status == 200
+    deadline = time.monotonic() + 20
+    while not socket_file.exists():  # it listens once the SDKs are imported
+        assert time.monotonic() < deadline, "reading the VM started no warm interpreter"
+        time.sleep(0.05)
+
+
 def test_a_finished_operation_answers_after_a_restart(own_settings):
     from sandbox import client
     from tests.test_conformance_run_command import _request, _start, _until_done

@@ -23,6 +23,7 @@ from sandbox.arm.models import (
     ACS_TYPE,
     HOST_TYPES,
     UAI_TYPE,
+    VM_TYPE,
     ArmError,
     Caller,
     ResourceManager,
@@ -187,7 +188,7 @@ async def _resource(
         raise ArmError(404, "NotFound", f"The action '{action}' is not known for {ACS_TYPE}.")
     if method == "GET":
         found = rm.get_resource(scope)
-        if rtype == "microsoft.compute/virtualmachines":
+        if rtype == VM_TYPE.lower():  # a VM that is looked at is about to run programs
             await run_command.warm_up(sandbox_of(request), scope.name)
         return _ok(found)
     if rtype in HOST_TYPES and method == "PATCH":

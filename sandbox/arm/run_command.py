@@ -45,10 +45,9 @@ from starlette.responses import JSONResponse, Response
 
 from sandbox import audit, faults, world
 from sandbox.arm import providers, vm_python
-from sandbox.arm.models import ArmError, ResourceManager, Scope
+from sandbox.arm.models import VM_TYPE, ArmError, ResourceManager, Scope
 from sandbox.runtime import Sandbox, sandbox_of
 
-VM_TYPE = "Microsoft.Compute/virtualMachines"
 ACTION = "Microsoft.Compute/virtualMachines/runCommand/action"
 READ_OPERATION = "Microsoft.Compute/locations/operations/read"
 COMMAND_IDS = ("RunShellScript",)  # the sandbox's VMs are Linux VMs
@@ -227,7 +226,8 @@ def warm_socket(sb: Sandbox, vm: str) -> Path:
 
 
 async def warm_up(sb: Sandbox, vm: str, home: Path | None = None) -> None:
-    """Start the VM's warm interpreter once (its first program runs cold meanwhile)."""
+    """Start the VM's warm interpreter once: when the VM is first read or sent a program
+    (one sent while it starts runs cold)."""
     rc = registry(sb)
     found = rc.warm.get(vm.lower())
     if found is not None and found.returncode is None:
