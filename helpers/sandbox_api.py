@@ -37,16 +37,36 @@ def running() -> dict[str, Any] | None:
         return None
 
 
+class Starting:
+    """A start of the sandbox under way (``python -m sandbox start``, a process of its own), so
+    the caller can do other work meanwhile; ``result()`` waits for its status document."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "start", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def result(self) -> dict[str, Any]:
+        try:
+            out, err = self._process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            out, err = self._process.communicate()
+        if self._process.returncode != 0:
+            reason = (err.strip().splitlines() or ["no output"])[-1].removeprefix("error: ")
+            raise SandboxUnavailable(
+                f"The sandbox did not start ({reason.rstrip('.')}); run `python -m sandbox start` in a "
+                "terminal to see the full message."
+            )
+        return json.loads(out)
+
+
 def start() -> dict[str, Any]:
     """Start the sandbox if needed (about a second) and return its status document."""
-    result = _cli("start", "--json")
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SandboxUnavailable(
-            f"The sandbox did not start ({reason}); run `python -m sandbox start` in a terminal "
-            "to see the full message."
-        )
-    return json.loads(result.stdout)
+    return Starting().result()
 
 
 class Control:

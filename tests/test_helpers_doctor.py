@@ -133,3 +133,20 @@ def test_command_line_without_a_sandbox(tmp_path):
 @pytest.mark.parametrize("version", [(3, 11, 0), (3, 13, 1)])
 def test_supported_pythons(version):
     assert check_python(version).ok is True
+
+
+def test_setup_says_what_to_do_when_the_sandbox_cannot_start(tmp_path, monkeypatch):
+    """The sandbox starts while the set-up cell imports the SDKs; its refusal still comes back
+    as one sentence with the sandbox's own reason."""
+    from helpers.sandbox_api import SandboxUnavailable
+
+    not_a_folder = tmp_path / "state"
+    not_a_folder.write_text("a file where the state folder should be")
+    monkeypatch.setenv("SANDBOX_STATE_DIR", str(not_a_folder))
+    with pytest.raises(SandboxUnavailable) as refused:
+        helpers.setup("sandbox")
+    assert str(refused.value) == (
+        f"The sandbox did not start (The state folder {not_a_folder} is not a folder; "
+        "remove it or choose another with SANDBOX_STATE_DIR); run `python -m sandbox start` in "
+        "a terminal to see the full message."
+    )
