@@ -58,8 +58,8 @@ class Starting:
         if self._process.returncode != 0:
             reason = (err.strip().splitlines() or ["no output"])[-1].removeprefix("error: ")
             raise SandboxUnavailable(
-                f"The sandbox did not start ({reason.rstrip('.')}); run `python -m sandbox start` in a "
-                "terminal to see the full message."
+                f"The sandbox did not start ({reason.rstrip('.')}); run `python -m sandbox "
+                "start` in a terminal to see the full message."
             )
         return json.loads(out)
 
