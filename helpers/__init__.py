@@ -4,7 +4,7 @@ They never wrap the SDK calls being taught; those are written out in the noteboo
 Everything here talks to the sandbox over HTTP(S) or through its command line, never by import.
 """
 
-from helpers import leftovers, widgets
+from helpers import leftovers
 from helpers.confirm import confirm, sandbox_only
 from helpers.display import events, inbox, show_token
 from helpers.doctor import doctor
@@ -55,3 +55,13 @@ __all__ = [
     "watch",
     "widgets",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``helpers.widgets`` is imported on first use: ipywidgets takes a fifth of a second to
+    import, which only the notebooks that show a widget need to spend."""
+    if name == "widgets":
+        import importlib
+
+        return importlib.import_module("helpers.widgets")
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")

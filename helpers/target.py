@@ -318,13 +318,15 @@ def setup(target: str | None = None, persona: str = "developer") -> Kit:
     return _current
 
 
-# What a set-up cell's catch-up imports next. Importing them and starting the sandbox each take
-# about a third of a second; done side by side, the learner waits for one of them, not both.
+# What a set-up cell's catch-up imports next, and Run Command's client (every "on the VM" cell).
+# Importing them and starting the sandbox each take about a third of a second; done side by
+# side, the learner waits for one of them, not both.
 _SDKS = (
     "azure.identity",
     "azure.mgmt.resource.resources",
     "azure.mgmt.msi",
     "azure.mgmt.authorization",
+    "azure.mgmt.compute",
 )
 
 
