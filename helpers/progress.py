@@ -125,10 +125,10 @@ def developer_credential(kit: target.Kit) -> SharedToken:
 def _az_profile_exists(kit: target.Kit) -> bool:
     """Whether the sandbox's ``az`` keeps a sign-in at all. A fresh or reset sandbox has none,
     so asking ``az`` for a token (a process of its own) can only fail: every set-up cell of a
-    notebook run in a fresh sandbox saves that run."""
-    from sandbox.config import Settings
-
-    return Settings(state_dir=Path(kit.status["state_dir"])).azcli_dir.exists()
+    notebook run in a fresh sandbox saves that run. (The folder is in the sandbox's status
+    document; a sandbox too old to name it is asked.)"""
+    folder = kit.status.get("az_config_dir")
+    return folder is None or Path(folder).exists()
 
 
 def sign_in_developer(

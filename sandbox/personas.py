@@ -8,6 +8,7 @@ does) and always points the IMDS probe at the sandbox, so nothing can reach 169.
 
 from __future__ import annotations
 
+import os
 import shlex
 import stat
 import sys
@@ -36,6 +37,33 @@ CREDENTIAL_VARIABLES = (
     "MSI_SECRET",
     "AZURE_POD_IDENTITY_AUTHORITY_HOST",
 )
+
+# The variables that make Python's HTTP clients trust a CA bundle: requests (the sync SDK
+# clients), aiohttp and ssl (the async ones), and curl.
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
+# What the harness running the sandbox may hand down to a machine's processes (the tests'
+# loopback guard and where Python keeps bytecode); nothing else of the sandbox's environment.
+_HARNESS_VARIABLES = ("KIT_LOOPBACK_GUARD_LOG", "PYTHONPATH", "PYTHONPYCACHEPREFIX")
+
+
+def host_environment(bundle: str, mi_url: str, host: str) -> dict[str, str]:
+    """What every process on a sandbox machine sees, whatever else its kind gives it: trust in
+    the sandbox's CA (public Azure needs no setting for that), and the IMDS probe pointed at
+    that machine's path on the sandbox, so a machine without an identity is refused there and
+    nothing ever reaches 169.254.169.254."""
+    return {
+        **dict.fromkeys(CA_VARIABLES, bundle),
+        "AZURE_POD_IDENTITY_AUTHORITY_HOST": f"{mi_url}/hosts/{host}",
+    }
+
+
+def harness_variables() -> dict[str, str]:
+    """The harness's variables a host's processes inherit: only under the tests' loopback
+    guard, so those processes stay under it too."""
+    if not os.environ.get("KIT_LOOPBACK_GUARD_LOG"):
+        return {}
+    return {name: os.environ[name] for name in _HARNESS_VARIABLES if name in os.environ}
+
 
 LAPTOP = "developer-laptop"  # a machine with no managed identity: its IMDS path answers 400
 
@@ -69,13 +97,8 @@ def persona_env(name: str, status: dict[str, Any], store_secrets: dict[str, Any]
         raise KeyError(name)
     bundle = status["ca_bundle"]
     mi = status["mi_url"]
-    values: dict[str, str] = {
-        "REQUESTS_CA_BUNDLE": bundle,  # sync SDK clients (requests)
-        "SSL_CERT_FILE": bundle,  # async SDK clients (aiohttp)
-        "CURL_CA_BUNDLE": bundle,
-        "SANDBOX_STATE_DIR": status["state_dir"],
-        "AZURE_POD_IDENTITY_AUTHORITY_HOST": f"{mi}/hosts/{LAPTOP}",
-    }
+    machine = name if name in ("vm-tutorial", "func-tutorial") else LAPTOP
+    values = {**host_environment(bundle, mi, machine), "SANDBOX_STATE_DIR": status["state_dir"]}
     path_prepend = None
     if name == "developer":
         path_prepend = str(bin_dir(Path(status["state_dir"])))
@@ -86,10 +109,7 @@ def persona_env(name: str, status: dict[str, Any], store_secrets: dict[str, Any]
             AZURE_TENANT_ID=world.TENANT_ID,
             AZURE_AUTHORITY_HOST=status["authority_host"],
         )
-    elif name == "vm-tutorial":
-        values["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = f"{mi}/hosts/vm-tutorial"
     elif name == "func-tutorial":
-        values["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = f"{mi}/hosts/func-tutorial"
         values["IDENTITY_ENDPOINT"] = f"{mi}/hosts/func-tutorial/msi/token"
         values["IDENTITY_HEADER"] = store_secrets["identity_headers"]["func-tutorial"]
     unset = [v for v in CREDENTIAL_VARIABLES if v not in values]

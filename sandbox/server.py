@@ -155,6 +155,7 @@ def status_document(sandbox: Sandbox) -> dict[str, Any]:
         "ca_file": str(sandbox.settings.ca_file),
         "ca_bundle": str(sandbox.settings.bundle_file),
         "state_dir": str(sandbox.settings.state_dir),
+        "az_config_dir": str(sandbox.settings.azcli_dir),  # where the sandbox's `az` signs in
         "https_port": urlsplit(sandbox.https_url).port,
         "mi_port": urlsplit(sandbox.mi_url).port,
         "bind": sandbox.settings.bind,

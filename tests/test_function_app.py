@@ -174,6 +174,7 @@ def test_the_worker_has_only_the_sites_environment(site, fresh):
         if "=" in line
     )
     allowed = {"PATH", "HOME", "WEBSITE_SITE_NAME", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
+               "CURL_CA_BUNDLE",
                "AZURE_POD_IDENTITY_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER",
                "FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME", "ACS_ENDPOINT",
                "SMS_FROM_NUMBER", "KIT_LOOPBACK_GUARD_LOG", "PYTHONPATH", "PYTHONPYCACHEPREFIX",

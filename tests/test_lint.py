@@ -45,3 +45,22 @@ def test_sandbox_imports_point_downward():
             if "sandbox.app" in names:
                 importers.append(path.relative_to(REPO).as_posix())
     assert sorted(set(importers)) == ["sandbox/server.py"]
+
+
+def test_helpers_never_import_the_sandbox():
+    """The helpers talk to the sandbox as a learner's code would (HTTPS, its command line, its
+    status document), so they work the same against a sandbox run elsewhere or real Azure."""
+    import ast
+
+    importers = []
+    for path in sorted((REPO / "helpers").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(n == "sandbox" or n.startswith("sandbox.") for n in names):
+                importers.append(path.relative_to(REPO).as_posix())
+    assert importers == []

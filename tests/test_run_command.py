@@ -198,6 +198,7 @@ def test_the_script_sees_only_the_vms_environment(developer_compute, sandbox):
         "CURL_CA_BUNDLE",
         "KIT_LOOPBACK_GUARD_LOG",  # only under the tests' loopback guard
         "PYTHONPATH",  # likewise
+        "PYTHONPYCACHEPREFIX",  # likewise, where the harness keeps bytecode
     }
     assert names <= allowed, names - allowed
     assert home.startswith(f"HOME={sandbox['state_dir']}/hosts/{VM}/")

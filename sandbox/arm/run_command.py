@@ -43,7 +43,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sandbox import audit, faults, world
+from sandbox import audit, faults, personas, world
 from sandbox.arm import providers, vm_python
 from sandbox.arm.models import VM_TYPE, ArmError, ResourceManager, Scope
 from sandbox.runtime import Sandbox, sandbox_of
@@ -251,21 +251,13 @@ async def warm_up(sb: Sandbox, vm: str, home: Path | None = None) -> None:
 
 def vm_environment(sb: Sandbox, vm: str, home: Path) -> dict[str, str]:
     """Everything the script's process sees: the VM's, never the caller's or the sandbox's."""
-    bundle = str(sb.settings.bundle_file)
-    env = {
+    return {
         "HOME": str(home),
         "PATH": f"{home / 'bin'}:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
-        "AZURE_POD_IDENTITY_AUTHORITY_HOST": f"{sb.mi_url}/hosts/{vm}",
-        "REQUESTS_CA_BUNDLE": bundle,
-        "SSL_CERT_FILE": bundle,
-        "CURL_CA_BUNDLE": bundle,
+        **personas.host_environment(str(sb.settings.bundle_file), sb.mi_url, vm),
+        **personas.harness_variables(),
     }
-    guard_log = os.environ.get("KIT_LOOPBACK_GUARD_LOG")
-    if guard_log:  # the tests' loopback guard: the VM's processes stay under it too
-        env["KIT_LOOPBACK_GUARD_LOG"] = guard_log
-        env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
-    return env
 
 
 def time_limit(sb: Sandbox) -> float:

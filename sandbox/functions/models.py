@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox import pki, world
+from sandbox import personas, pki, world
 from sandbox.store import Store
 
 log = logging.getLogger("sandbox")
@@ -32,10 +32,6 @@ APP_DIR = Path(__file__).resolve().parents[2] / "apps" / "func-tutorial"
 ROUTE_PREFIX = "api"  # host.json extensions.http.routePrefix, default "api"
 START_TIMEOUT = 60.0  # seconds for a worker to import the app
 CALL_TIMEOUT = 230.0  # Azure's front end ends any HTTP-triggered call after 230 s
-
-# What the harness running the sandbox may hand down (the tests' loopback guard); nothing else
-# of the sandbox's own environment reaches a worker.
-_PASSED_DOWN = ("KIT_LOOPBACK_GUARD_LOG", "PYTHONPATH", "PYTHONPYCACHEPREFIX")
 
 
 def site_url_host(https_url: str, name: str) -> str:
@@ -229,20 +225,14 @@ def worker_env(
     endpoint and header (only while an identity is enabled), the site's name. Two more that
     public Azure needs no setting for: trust in the sandbox's CA, and the IMDS probe pointed at
     the sandbox (so an app without an identity fails there, never at 169.254.169.254)."""
-    bundle = str(state_dir / pki.BUNDLE_FILE)
     env = {
         "PATH": os.defpath,
         "HOME": str(APP_DIR),
         "WEBSITE_SITE_NAME": host["name"],
-        "REQUESTS_CA_BUNDLE": bundle,
-        "SSL_CERT_FILE": bundle,
-        "AZURE_POD_IDENTITY_AUTHORITY_HOST": f"{mi_url}/hosts/{host['name']}",
+        **personas.host_environment(str(state_dir / pki.BUNDLE_FILE), mi_url, host["name"]),
         **settings,
     }
     if str(host.get("identity", {}).get("type", "None")).lower() != "none":
         env["IDENTITY_ENDPOINT"] = f"{mi_url}/hosts/{host['name']}/msi/token"
         env["IDENTITY_HEADER"] = host["identity_header"]
-    for name in _PASSED_DOWN:
-        if name in os.environ and os.environ.get("KIT_LOOPBACK_GUARD_LOG"):
-            env[name] = os.environ[name]
-    return env
+    return env | personas.harness_variables()
