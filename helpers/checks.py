@@ -129,7 +129,7 @@ def _mgmt(kit: target.Kit, credential: Any) -> tuple[Any, Any, Any]:
     from azure.mgmt.msi import ManagedServiceIdentityClient
     from azure.mgmt.resource.resources import ResourceManagementClient
 
-    kwargs = target.mgmt_client_kwargs()
+    kwargs = target.helper_client_kwargs()
     credential = progress.SharedToken.of(credential)  # one token for the three clients
     return (
         ResourceManagementClient(credential, kit.subscription_id, **kwargs),

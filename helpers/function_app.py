@@ -30,7 +30,7 @@ def _url_and_key(credential: Any = None) -> tuple[str, str]:
             client = WebSiteManagementClient(
                 credential or developer_credential(kit),
                 kit.subscription_id,
-                **target.mgmt_client_kwargs(),
+                **target.helper_client_kwargs(),
             )
             site = client.web_apps.get(kit.resource_group, name)
             keys = client.web_apps.list_host_keys(kit.resource_group, name)
@@ -73,7 +73,7 @@ def call_function(
         try:
             response = requests.request(
                 method, url, params=params, json=body, headers={"x-functions-key": key},
-                timeout=120,
+                timeout=120, verify=target.helper_verify(),
             )  # fmt: skip
         except requests.RequestException as e:
             print(f"Could not reach {name} at {url}: {type(e).__name__}.")

@@ -133,7 +133,7 @@ def _compute_client(kit: target.Kit) -> Any:
 
     key = (kit.target, kit.subscription_id, kit.arm_url)
     if key not in _CLIENTS:
-        kwargs = target.mgmt_client_kwargs()
+        kwargs = target.helper_client_kwargs()
         # asked once before the cell's picture starts (so it shows the run, not your sign-in)
         credential = developer_credential(kit)
         scope = (kwargs.get("credential_scopes") or [target.ARM_SCOPE])[0]

@@ -215,7 +215,7 @@ def enable_identities(kit: target.Kit, credential: Any) -> dict[str, str]:
     from azure.mgmt.msi import ManagedServiceIdentityClient
     from azure.mgmt.resource.resources import ResourceManagementClient
 
-    kwargs = target.mgmt_client_kwargs()
+    kwargs = target.helper_client_kwargs()
     resources = ResourceManagementClient(credential, kit.subscription_id, **kwargs)
     msi = ManagedServiceIdentityClient(credential, kit.subscription_id, **kwargs)
 
@@ -259,7 +259,7 @@ def assign_roles(kit: target.Kit, credential: Any, principals: dict[str, str]) -
     from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
 
     auth = AuthorizationManagementClient(
-        credential, kit.subscription_id, **target.mgmt_client_kwargs()
+        credential, kit.subscription_id, **target.helper_client_kwargs()
     )
     scope = kit.acs_resource_id
     role = next(iter(auth.role_definitions.list(scope, filter=f"roleName eq '{ROLE_NAME}'")))

@@ -412,6 +412,21 @@ def mgmt_client_kwargs() -> dict[str, Any]:
     return {"base_url": kit.arm_url, "credential_scopes": [ARM_SCOPE]}
 
 
+def helper_client_kwargs() -> dict[str, Any]:
+    """``mgmt_client_kwargs()`` for the management clients the helpers make for themselves
+    (catching up, Run Command, checks), not the ones a cell teaches: on the sandbox they also
+    trust only the sandbox's CA. The bundle a kernel trusts holds the public roots as well, and
+    reading it takes about 25 ms for every new connection."""
+    return {**mgmt_client_kwargs(), "connection_verify": helper_verify()}
+
+
+def helper_verify() -> str | bool:
+    """What the helpers' own HTTPS calls trust: the sandbox's CA alone on the sandbox (see
+    ``helper_client_kwargs``), the usual roots (True) on Azure."""
+    kit = current()
+    return kit.status["ca_file"] if kit.target == SANDBOX else True
+
+
 def credential_kwargs() -> dict[str, Any]:
     """Keywords for an azure-identity credential the helpers build: the authority, and instance
     discovery off where the authority is not a Microsoft cloud. (Credentials a cell builds with

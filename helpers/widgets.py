@@ -299,7 +299,7 @@ class RoleSwitch(KitWidget):
 
         admin = self.admin_credential or AzureCliCredential()
         return AuthorizationManagementClient(
-            admin, self.kit.subscription_id, **target.mgmt_client_kwargs()
+            admin, self.kit.subscription_id, **target.helper_client_kwargs()
         )
 
     def _role_definition_id(self, client: Any) -> str:

@@ -182,6 +182,9 @@ def test_the_worker_has_only_the_sites_environment(site, fresh):
     assert set(env) <= allowed, set(env) - allowed
     assert env["IDENTITY_ENDPOINT"].endswith("/hosts/func-tutorial/msi/token")
     assert env["WEBSITE_SITE_NAME"] == SITE
+    # the sandbox's CA alone: all it may reach is the sandbox, and a bundle with the public
+    # roots costs every new connection about 25 ms
+    assert env["REQUESTS_CA_BUNDLE"] == env["SSL_CERT_FILE"] == fresh.doc["ca_file"]
 
 
 def _workers_of(pid: int) -> list[Path]:

@@ -184,9 +184,15 @@ def test_code_on_the_vm_gets_the_vms_own_token(fresh, developer_compute):
 
 
 def test_the_script_sees_only_the_vms_environment(developer_compute, sandbox):
-    result = run(developer_compute, "env | cut -d= -f1 | sort", 'echo "HOME=$HOME"')
+    result = run(
+        developer_compute,
+        "env | cut -d= -f1 | sort",
+        'echo "CA=$REQUESTS_CA_BUNDLE"',
+        'echo "HOME=$HOME"',
+    )
     lines = stdout_of(result).split()
     home = lines.pop()
+    assert lines.pop() == f"CA={sandbox['ca_file']}"  # the sandbox's CA alone
     names = set(lines) - {"PWD", "SHLVL", "_", "OLDPWD"}  # what bash itself sets
     allowed = {
         "HOME",

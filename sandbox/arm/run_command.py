@@ -255,7 +255,7 @@ def vm_environment(sb: Sandbox, vm: str, home: Path) -> dict[str, str]:
         "HOME": str(home),
         "PATH": f"{home / 'bin'}:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
-        **personas.host_environment(str(sb.settings.bundle_file), sb.mi_url, vm),
+        **personas.host_environment(str(sb.settings.ca_file), sb.mi_url, vm),
         **personas.harness_variables(),
     }
 

@@ -229,7 +229,7 @@ def worker_env(
         "PATH": os.defpath,
         "HOME": str(APP_DIR),
         "WEBSITE_SITE_NAME": host["name"],
-        **personas.host_environment(str(state_dir / pki.BUNDLE_FILE), mi_url, host["name"]),
+        **personas.host_environment(str(state_dir / pki.CA_FILE), mi_url, host["name"]),
         **settings,
     }
     if str(host.get("identity", {}).get("type", "None")).lower() != "none":
