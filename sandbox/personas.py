@@ -46,13 +46,15 @@ CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
 _HARNESS_VARIABLES = ("KIT_LOOPBACK_GUARD_LOG", "PYTHONPATH", "PYTHONPYCACHEPREFIX")
 
 
-def host_environment(bundle: str, mi_url: str, host: str) -> dict[str, str]:
+def host_environment(ca: str, mi_url: str, host: str) -> dict[str, str]:
     """What every process on a sandbox machine sees, whatever else its kind gives it: trust in
-    the sandbox's CA (public Azure needs no setting for that), and the IMDS probe pointed at
+    the CA file ``ca`` (public Azure needs no setting for that), and the IMDS probe pointed at
     that machine's path on the sandbox, so a machine without an identity is refused there and
-    nothing ever reaches 169.254.169.254."""
+    nothing ever reaches 169.254.169.254. The sandbox's VMs and apps trust its CA alone (all
+    they may reach is the sandbox); a learner's kernel trusts the bundle that adds the public
+    roots, so that ``pip`` and the like still work in it."""
     return {
-        **dict.fromkeys(CA_VARIABLES, bundle),
+        **dict.fromkeys(CA_VARIABLES, ca),
         "AZURE_POD_IDENTITY_AUTHORITY_HOST": f"{mi_url}/hosts/{host}",
     }
 
