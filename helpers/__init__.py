@@ -65,3 +65,7 @@ def __getattr__(name: str) -> object:
 
         return importlib.import_module("helpers.widgets")
     raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "widgets"})  # so that completion offers helpers.widgets too

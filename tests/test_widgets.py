@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import ipywidgets
 import pytest
@@ -206,3 +208,18 @@ def test_sms_composer_sends_and_shows_the_inbox(kit):
     composer.button.click()
     assert "✗ refused" in composer.result.value
     assert "Invalid To phone number format." in composer.result.value
+
+
+def test_widgets_are_imported_only_when_a_notebook_uses_them():
+    """ipywidgets takes a fifth of a second to import: a set-up cell does not pay for it, and
+    ``helpers.widgets`` (attribute, ``from helpers import widgets``, completion) still works."""
+    code = (
+        "import sys, helpers\n"
+        "assert 'ipywidgets' not in sys.modules\n"
+        "assert 'widgets' in dir(helpers)\n"
+        "assert callable(helpers.widgets.credential_chain_explorer)\n"
+        "from helpers import widgets\n"
+        "assert widgets is helpers.widgets and 'ipywidgets' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
