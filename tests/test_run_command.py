@@ -343,6 +343,41 @@ def test_reading_a_vm_starts_its_warm_python(own_settings):
         time.sleep(0.05)
 
 
+def test_a_warm_python_ends_with_a_killed_sandbox(own_settings):
+    """A stopped sandbox ends its VMs' interpreters; a killed one cannot, so each ends itself."""
+    import signal
+
+    from sandbox import client
+
+    doc = client.start(own_settings)
+    token = forge(own_settings, doc, oid=world.DEVELOPER_OID, audience=ARM_AUDIENCE)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert https_json(doc, "GET", f"{VM_ID}?api-version=2024-07-01", headers=auth)[0] == 200
+    socket_file = str(own_settings.state_dir / "hosts" / VM / "py.sock")
+    deadline = time.monotonic() + 20
+    while not (warm := _processes_with(socket_file)):
+        assert time.monotonic() < deadline, "no warm interpreter started"
+        time.sleep(0.05)
+    os.kill(doc["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _processes_with(socket_file):
+        assert time.monotonic() < deadline, f"the warm interpreter {warm} outlived its sandbox"
+        time.sleep(0.1)
+
+
+def _processes_with(argument: str) -> list[int]:
+    """Live processes whose command line holds ``argument``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and argument.encode() in (proc / "cmdline").read_bytes():
+                if "Z" not in (proc / "stat").read_text().rsplit(")", 1)[1].split()[:1]:
+                    found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def test_a_finished_operation_answers_after_a_restart(own_settings):
     from sandbox import client
     from tests.test_conformance_run_command import _request, _start, _until_done

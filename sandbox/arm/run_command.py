@@ -230,8 +230,8 @@ async def warm_up(sb: Sandbox, vm: str, home: Path | None = None) -> None:
     (one sent while it starts runs cold)."""
     rc = registry(sb)
     found = rc.warm.get(vm.lower())
-    if found is not None and found.returncode is None:
-        return
+    if rc.stopping or (found is not None and found.returncode is None):
+        return  # a request answered while the sandbox stops starts nothing that would outlive it
     home = home or vm_home(sb, vm)
     log = (home.parent / "warm-python.log").open("ab")
     with log:
@@ -240,6 +240,7 @@ async def warm_up(sb: Sandbox, vm: str, home: Path | None = None) -> None:
             "-m",
             "sandbox.arm.vm_python",
             str(warm_socket(sb, vm)),
+            str(os.getpid()),
             cwd=home,
             env=vm_environment(sb, vm, home),
             stdin=asyncio.subprocess.DEVNULL,

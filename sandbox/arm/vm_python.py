@@ -103,10 +103,22 @@ def _run(conn: socket.socket, head: dict, fds: list[int]) -> None:
         os._exit(status)
 
 
-def serve(socket_path: str) -> None:
-    """Import the SDKs, then fork one child per launcher that connects."""
+def _end_with_the_sandbox(sandbox_pid: int) -> None:
+    """A stopped sandbox ends its VMs' interpreters; a killed one cannot, so each watches that
+    its parent is still the sandbox that started it (a re-parented one has lost it) and ends."""
+    import time
+
+    while os.getppid() == sandbox_pid:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def serve(socket_path: str, sandbox_pid: int) -> None:
+    """Import the SDKs, then fork one child per launcher that connects, while ``sandbox_pid``
+    lives (the sandbox passes its own: asked here, it may already be gone)."""
     import importlib
 
+    threading.Thread(target=_end_with_the_sandbox, args=(sandbox_pid,), daemon=True).start()
     for name in PRELOAD:
         importlib.import_module(name)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
@@ -132,4 +144,4 @@ def serve(socket_path: str) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]))
