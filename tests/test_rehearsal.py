@@ -21,8 +21,9 @@ notebook), in the folder that holds that ``.env``.
 
 Every cell must run without error, except those tagged ``raises-exception`` (expected refusals);
 the first cell that errors fails the test, naming the notebook, the cell and the error. So does a
-cell that says something went wrong without raising (a ✗, a declined confirmation), and a
-notebook that does not show what it is there to show (``SHOWN``).
+cell that says something went wrong without raising (a ✗, a declined confirmation), a
+notebook that does not show what it is there to show (``SHOWN``), and an ACS user still there
+after notebook 7 (the tutorial leaves nothing behind in a subscription).
 
 Every process (the sandbox, the kernels, ``az``, the programs Run Command starts, the Function
 app) runs under tests/loopback_guard. The only refusals allowed in its log are the kernel's
@@ -461,6 +462,18 @@ def test_every_notebook_runs_on_the_azure_path(tmp_path: Path):
     )
     probed = [f"{nb} cell {cell}" for nb, cells in learner.refusals.items() for cell in cells]
     print("IMDS probes refused (a laptop has none):", ", ".join(probed))
+    # Nothing left behind: every ACS user a notebook made is deleted where it was made, or by
+    # notebook 7 (the sandbox is stopped now; its store is read directly).
+    from sandbox.acs.identity_models import IDENTITY_KIND
+    from sandbox.config import Settings
+    from sandbox.store import Store
+
+    store = Store(Settings(state_dir=tmp_path / "sandbox-state").db_file)
+    try:
+        left = [doc.get("id") for doc in store.list(IDENTITY_KIND)]
+    finally:
+        store.close()
+    assert left == [], f"the Azure path left {len(left)} ACS users behind: {left}"
 
 
 def test_only_a_kernels_imds_probe_is_let_through():
